@@ -1,0 +1,44 @@
+"""``gembatch db``: inspect and upgrade the database schema."""
+
+from __future__ import annotations
+
+import click
+
+from gembatch.cli_support import AppContext, pass_app
+from gembatch.store import current_revision, head_revision, make_engine, upgrade
+
+
+@click.group()
+def db() -> None:
+    """Inspect and upgrade the database schema."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: AppContext) -> None:
+    """Create the database or upgrade it to the newest schema."""
+    engine = make_engine(app.locations.db_url)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        click.echo(f"already at {after}")
+    else:
+        click.echo(f"upgraded {before or '(empty)'} -> {after}")
+
+
+@db.command("current")
+@pass_app
+def db_current(app: AppContext) -> None:
+    """Print the schema revision of the database and the newest one this gembatch knows."""
+    engine = make_engine(app.locations.db_url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    status = "up to date" if current == head else "needs upgrade"
+    click.echo(f"{current or '(empty)'} (head {head}, {status})")
