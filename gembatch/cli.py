@@ -50,9 +50,9 @@ def cli(ctx: click.Context, job_info: str, db: str | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from gembatch.commands import COMMANDS
+    from gembatch.commands import discover
 
-    for command in COMMANDS:
+    for command in discover():
         cli.add_command(command)
 
 

@@ -42,3 +42,6 @@ def db_current(app: AppContext) -> None:
     head = head_revision()
     status = "up to date" if current == head else "needs upgrade"
     click.echo(f"{current or '(empty)'} (head {head}, {status})")
+
+
+command = db
