@@ -7,7 +7,6 @@ wires them together. Commands parse and render; logic lives in plain modules.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import click
@@ -20,7 +19,57 @@ from gembatch.locations import DB_ENV, DEFAULT_JOB_INFO, resolve
 EXIT_INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class UserError(click.ClickException):
+    """A :class:`GembatchError` shown as one line, with its own exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"gembatch: error: {self.format_message()}", err=True, file=file)
+
+
+class GembatchGroup(click.Group):
+    """Turns gembatch's own errors into one line and an exit code, and Ctrl+C into 130.
+
+    Any other exception is a bug: one line pointing at ``--debug`` unless
+    ``--debug`` (or ``GEMBATCH_DEBUG=1``) asks for the traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GembatchError as exc:
+            if _debug(ctx):
+                raise
+            raise UserError(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BrokenPipeError:
+            # Output piped into `head` and closed early: nothing worth a traceback.
+            raise click.exceptions.Exit(0) from None
+        except Exception as exc:
+            if _debug(ctx):
+                raise
+            message = f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)"
+            raise UserError(message, 1) from None
+
+
+def _debug(ctx: click.Context) -> bool:
+    app = ctx.obj
+    if isinstance(app, AppContext) and app.debug:
+        return True
+    return os.environ.get("GEMBATCH_DEBUG") not in (None, "", "0")
+
+
+@click.group(
+    cls=GembatchGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--job-info",
     "job_info",
@@ -59,43 +108,6 @@ def _register() -> None:
 _register()
 
 
-def _wants_debug(argv: list[str]) -> bool:
-    return "--debug" in argv or os.environ.get("GEMBATCH_DEBUG") not in (None, "", "0")
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: one-line errors, documented exit codes."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = _wants_debug(args)
-    try:
-        cli.main(args=args, prog_name="gembatch", standalone_mode=False)
-    except GembatchError as exc:
-        if debug:
-            raise
-        click.echo(f"gembatch: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("\ninterrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except BrokenPipeError:
-        # Output piped into `head` and closed early: not an error worth a traceback.
-        sys.stderr.close()
-        sys.exit(0)
-    except Exception as exc:
-        if debug:
-            raise
-        click.echo(
-            f"gembatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True
-        )
-        sys.exit(1)
-    sys.exit(0)
-
-
-def run(args: list[str], **kwargs: Any) -> Any:
-    """Helper for tests: invoke through click's CliRunner-compatible entry."""
-    return cli.main(args=args, standalone_mode=False, **kwargs)
+    """Console entry point."""
+    cli.main(args=argv, prog_name="gembatch")
