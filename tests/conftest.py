@@ -66,6 +66,10 @@ def _port_open(host: str, port: int) -> bool:
 def pg_url() -> str:
     """A PostgreSQL URL for tests that need the server; they skip where it is absent."""
     if not _port_open("127.0.0.1", 5432):
+        # CI provides the server and sets GEMBATCH_REQUIRE_PG: there a missing
+        # server is a failure, not a reason to skip.
+        if os.environ.get("GEMBATCH_REQUIRE_PG"):
+            pytest.fail("GEMBATCH_REQUIRE_PG is set but PostgreSQL is not reachable")
         pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
     try:
         import psycopg  # noqa: F401

@@ -1,0 +1,214 @@
+"""The schema comes only from Alembic migrations, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, select, text
+
+from gembatch.locations import sqlite_url
+from gembatch.models import Base, Event, Job
+from gembatch.store import (
+    alembic_config,
+    current_revision,
+    downgrade,
+    head_revision,
+    make_engine,
+    open_store,
+    upgrade,
+)
+
+JOB_COLUMNS = {
+    "id",
+    "batch_name",
+    "input_file",
+    "request_count",
+    "uploaded_file_name",
+    "display_name",
+    "model",
+    "state",
+    "create_time",
+    "update_time",
+    "end_time",
+    "dest_file_name",
+    "dest_inline",
+    "api_request_count",
+    "api_succeeded_count",
+    "api_failed_count",
+    "api_pending_count",
+    "remote_error",
+    "result_path",
+    "result_size",
+    "result_sha256",
+    "downloaded_at",
+    "cleaned_at",
+    "last_error",
+    "error_count",
+    "last_polled_at",
+    "batch_json",
+    "extra_json",
+    "lease_owner",
+    "lease_expires_at",
+    "added_at",
+}
+EVENT_COLUMNS = {"id", "job_id", "at", "kind", "old_state", "new_state", "message"}
+
+
+def _add_job_with_events(store_url: str) -> None:
+    store = open_store(store_url)
+    with store.transaction() as session:
+        job = Job(
+            batch_name="batches/keepme",
+            input_file="batch/001.jsonl",
+            state="JOB_STATE_RUNNING",
+            added_at=datetime(2025, 1, 1, tzinfo=timezone.utc),
+        )
+        session.add(job)
+        session.flush()
+        session.add_all(
+            Event(job_id=job.id, at=datetime.now(timezone.utc), kind="imported") for _ in range(3)
+        )
+    store.dispose()
+
+
+def test_exactly_one_head() -> None:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1
+
+
+def test_open_store_creates_every_table_and_column(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "new.db")
+    store = open_store(url)
+    inspector = inspect(store.engine)
+    assert {c["name"] for c in inspector.get_columns("jobs")} == JOB_COLUMNS
+    assert {c["name"] for c in inspector.get_columns("events")} == EVENT_COLUMNS
+    assert {i["name"] for i in inspector.get_indexes("jobs")} >= {"ix_jobs_state", "ix_jobs_model"}
+    assert current_revision(store.engine) == head_revision()
+    store.dispose()
+
+
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    store = open_store(sqlite_url(tmp_path / "p.db"))
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    store.dispose()
+
+
+def test_models_match_migrations(tmp_path: Path) -> None:
+    store = open_store(sqlite_url(tmp_path / "m.db"))
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    store.dispose()
+    assert diff == []
+
+
+def test_downgrade_and_upgrade_again_keeps_nothing_stale(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "d.db")
+    _add_job_with_events(url)
+    engine = make_engine(url)
+    downgrade(engine, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_upgrade_with_data_keeps_cascade_children(tmp_path: Path) -> None:
+    """Migrating runs with foreign keys off, so a table rebuild cannot eat events."""
+    url = sqlite_url(tmp_path / "c.db")
+    _add_job_with_events(url)
+    engine = make_engine(url)
+    upgrade(engine)  # a no-op at head, but must not disturb rows either
+    with engine.connect() as conn:
+        assert conn.execute(select(Event.id)).all().__len__() == 3
+    engine.dispose()
+
+
+def test_integrity_after_migration(tmp_path: Path) -> None:
+    path = tmp_path / "i.db"
+    open_store(sqlite_url(path)).dispose()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_concurrent_first_open_creates_schema_once(tmp_path: Path) -> None:
+    import threading
+
+    url = sqlite_url(tmp_path / "race.db")
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        try:
+            open_store(url).dispose()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    engine = make_engine(url)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_alembic_cli_from_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Developers run `alembic upgrade head` from the checkout with alembic.ini."""
+    from alembic import command
+    from alembic.config import Config
+
+    repo = Path(__file__).resolve().parent.parent
+    db = tmp_path / "dev.db"
+    monkeypatch.setenv("GEMBATCH_DB", str(db))
+    cfg = Config(str(repo / "alembic.ini"))
+    command.upgrade(cfg, "head")
+    engine = create_engine(sqlite_url(db))
+    with engine.connect() as conn:
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == (
+            head_revision()
+        )
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_schema_url(pg_url: str) -> Iterator[str]:
+    """A private PostgreSQL database per test, dropped afterwards."""
+    name = f"gembatch_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_upgrade_downgrade_upgrade(pg_schema_url: str) -> None:
+    _add_job_with_events(pg_schema_url)
+    engine = make_engine(pg_schema_url)
+    assert {c["name"] for c in inspect(engine).get_columns("jobs")} == JOB_COLUMNS
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == []
+        created = conn.execute(select(Job.added_at)).scalar_one()
+        assert created.tzinfo is not None
+    downgrade(engine, "base")
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
