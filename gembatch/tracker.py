@@ -1,0 +1,303 @@
+"""Every change to a tracked job: one transaction each, with its event row.
+
+The poll engine decides *what* to do; this module is the only place that
+writes job progress, so the rules (never move backwards, leases, error
+counting) live in one spot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, not_, or_, select, update
+from sqlalchemy.orm import Session
+
+from gembatch import states
+from gembatch.gemini import RemoteBatch
+from gembatch.models import (
+    EVENT_CLEANED_UP,
+    EVENT_DOWNLOADED,
+    EVENT_ERROR,
+    EVENT_STATE_CHANGE,
+    Event,
+    Job,
+)
+from gembatch.store import Store
+from gembatch.timeutil import now as utcnow
+
+_CHUNK = 500
+# Inline results can be megabytes; the stored batch object keeps only their count.
+_INLINE_KEY = "inlinedResponses"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """What the poller needs to know about one claimed job (a detached copy)."""
+
+    id: int
+    batch_name: str
+    input_file: str
+    state: str | None
+    dest_file_name: str | None
+    dest_inline: bool
+    uploaded_file_name: str | None
+    downloaded: bool
+    result_path: str | None
+    result_size: int | None
+    cleaned: bool
+    error_count: int
+
+    @property
+    def terminal(self) -> bool:
+        return states.is_terminal(self.state)
+
+    def needs_state(self) -> bool:
+        """Ask the API: not terminal, or results pending but we don't know where they are."""
+        if not self.terminal:
+            return True
+        return self.needs_download() and not self.dest_file_name and not self.dest_inline
+
+    def needs_download(self) -> bool:
+        if self.downloaded:
+            return False
+        if self.state == states.SUCCEEDED:
+            return True
+        # A failed, cancelled or expired job may have left partial output: keep it.
+        return self.terminal and (bool(self.dest_file_name) or self.dest_inline)
+
+    def needs_cleanup(self, keep_remote: bool) -> bool:
+        return self.terminal and not self.cleaned and not keep_remote
+
+
+def _item(job: Job) -> WorkItem:
+    return WorkItem(
+        id=job.id,
+        batch_name=job.batch_name or "",
+        input_file=job.input_file,
+        state=job.state,
+        dest_file_name=job.dest_file_name,
+        dest_inline=bool(job.dest_inline),
+        uploaded_file_name=job.uploaded_file_name,
+        downloaded=job.downloaded_at is not None,
+        result_path=job.result_path,
+        result_size=job.result_size,
+        cleaned=job.cleaned_at is not None,
+        error_count=job.error_count or 0,
+    )
+
+
+def work_filter(keep_remote: bool) -> Any:
+    """SQL for "this job still needs something": a superset of WorkItem's rules."""
+    terminal = Job.state.in_(sorted(states.TERMINAL))
+    not_terminal = or_(Job.state.is_(None), not_(terminal))
+    pending_download = and_(terminal, Job.downloaded_at.is_(None))
+    clauses = [not_terminal, pending_download]
+    if not keep_remote:
+        clauses.append(and_(terminal, Job.cleaned_at.is_(None)))
+    return and_(Job.batch_name.is_not(None), or_(*clauses))
+
+
+def candidate_ids(store: Store, keep_remote: bool) -> list[int]:
+    with store.reading() as session:
+        query = select(Job.id).where(work_filter(keep_remote)).order_by(Job.id)
+        return list(session.scalars(query))
+
+
+def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def claim(
+    store: Store, ids: Sequence[int], owner: str, ttl: timedelta, *, keep_remote: bool = False
+) -> list[WorkItem]:
+    """Take a lease on each job no live poller holds; return fresh copies of those won.
+
+    A conditional UPDATE is atomic on SQLite and PostgreSQL alike: of two
+    pollers racing for a job, exactly one sees its row updated. A lease whose
+    holder died simply expires.
+    """
+    won: list[WorkItem] = []
+    for chunk in _chunks(list(ids)):
+        now = utcnow()
+        with store.transaction() as session:
+            session.execute(
+                update(Job)
+                .where(
+                    Job.id.in_(chunk),
+                    or_(
+                        Job.lease_owner.is_(None),
+                        Job.lease_owner == owner,
+                        Job.lease_expires_at.is_(None),
+                        Job.lease_expires_at < now,
+                    ),
+                )
+                .values(lease_owner=owner, lease_expires_at=now + ttl)
+                .execution_options(synchronize_session=False)
+            )
+            query = (
+                select(Job)
+                .where(Job.id.in_(chunk), Job.lease_owner == owner, work_filter(keep_remote))
+                .order_by(Job.id)
+            )
+            won.extend(_item(job) for job in session.scalars(query))
+    return won
+
+
+def renew(store: Store, job_id: int, owner: str, ttl: timedelta) -> bool:
+    """Extend a lease during long work (a big download). False if it was lost."""
+    with store.transaction() as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.lease_owner == owner)
+            .values(lease_expires_at=utcnow() + ttl)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)
+
+
+def release(store: Store, ids: Sequence[int], owner: str) -> None:
+    for chunk in _chunks(list(ids)):
+        with store.transaction() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(chunk), Job.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def refresh(store: Store, job_id: int) -> WorkItem:
+    with store.reading() as session:
+        return _item(session.get_one(Job, job_id))
+
+
+def _event(
+    session: Session,
+    job: Job,
+    kind: str,
+    message: str | None = None,
+    *,
+    old: str | None = None,
+    new: str | None = None,
+) -> None:
+    session.add(
+        Event(
+            job_id=job.id,
+            at=utcnow(),
+            kind=kind,
+            old_state=old,
+            new_state=new,
+            message=message,
+        )
+    )
+
+
+def _stored_batch(remote: RemoteBatch) -> dict[str, Any]:
+    raw = dict(remote.raw)
+    metadata = dict(raw.get("metadata") or {})
+    output = metadata.get("output")
+    if isinstance(output, dict) and _INLINE_KEY in output:
+        count = len(remote.inlined_responses or [])
+        metadata["output"] = {_INLINE_KEY: {"count": count}}
+        raw["metadata"] = metadata
+    raw.pop("response", None)
+    return raw
+
+
+@dataclass(frozen=True)
+class StateChange:
+    old: str | None
+    new: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+
+def apply_remote(store: Store, job_id: int, remote: RemoteBatch) -> StateChange:
+    """Record what the API said about a job. A terminal state is never left again."""
+    with store.transaction() as session:
+        job = session.get_one(Job, job_id)
+        old = job.state
+        new = remote.state
+        if states.is_terminal(old) and not states.is_terminal(new):
+            new = old  # the API cannot un-finish a batch; a stale answer must not either
+        if new is not None:
+            job.state = new
+        for attribute, value in (
+            ("display_name", remote.display_name),
+            ("model", remote.model),
+            ("create_time", remote.create_time),
+            ("update_time", remote.update_time),
+            ("end_time", remote.end_time),
+            ("dest_file_name", remote.dest_file_name),
+            ("api_request_count", remote.request_count),
+            ("api_succeeded_count", remote.succeeded_count),
+            ("api_failed_count", remote.failed_count),
+            ("api_pending_count", remote.pending_count),
+            ("remote_error", remote.error_message),
+        ):
+            if value is not None:
+                setattr(job, attribute, value)
+        if remote.inlined_responses is not None:
+            job.dest_inline = True
+        if job.uploaded_file_name is None and remote.input_file_name:
+            job.uploaded_file_name = remote.input_file_name
+        job.batch_json = _stored_batch(remote)
+        job.last_polled_at = utcnow()
+        if old != job.state:
+            message = remote.error_message if states.is_terminal(job.state) else None
+            _event(session, job, EVENT_STATE_CHANGE, message, old=old, new=job.state)
+        return StateChange(old=old, new=job.state)
+
+
+def record_download(
+    store: Store, job_id: int, *, path: str | None, size: int | None, sha256: str | None, note: str
+) -> None:
+    """Results are on disk (renamed into place and fsync'd) — or there are none to keep."""
+    with store.transaction() as session:
+        job = session.get_one(Job, job_id)
+        job.result_path = path
+        job.result_size = size
+        job.result_sha256 = sha256
+        job.downloaded_at = utcnow()
+        job.last_error = None
+        job.error_count = 0
+        _event(session, job, EVENT_DOWNLOADED, note, old=job.state, new=job.state)
+
+
+def forget_download(store: Store, job_id: int, reason: str) -> None:
+    """The recorded result file is gone or altered: download it again before any delete."""
+    with store.transaction() as session:
+        job = session.get_one(Job, job_id)
+        job.downloaded_at = None
+        _event(session, job, EVENT_ERROR, reason)
+
+
+def record_cleanup(store: Store, job_id: int, note: str) -> None:
+    with store.transaction() as session:
+        job = session.get_one(Job, job_id)
+        job.cleaned_at = utcnow()
+        job.last_error = None
+        job.error_count = 0
+        _event(session, job, EVENT_CLEANED_UP, note)
+
+
+def record_error(store: Store, job_id: int, message: str) -> int:
+    """Store a failure on its job (and only there); returns the consecutive error count."""
+    with store.transaction() as session:
+        job = session.get_one(Job, job_id)
+        job.last_error = message[:2000]
+        job.error_count = (job.error_count or 0) + 1
+        _event(session, job, EVENT_ERROR, message[:2000])
+        return job.error_count
+
+
+def record_polled(store: Store, job_id: int, when: datetime | None = None) -> None:
+    with store.transaction() as session:
+        job = session.get_one(Job, job_id)
+        job.last_polled_at = when or utcnow()
