@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -370,13 +370,53 @@ class Poller:
     def given_up(self) -> list[int]:
         return [j for j, n in self._run_errors.items() if n >= self.options.max_errors]
 
-    def cycles(self, interval: float, once: bool) -> Iterator[CycleResult]:
-        """Run cycles until nothing is left (or once); the caller sleeps via ``wait``."""
+    def run(
+        self,
+        *,
+        interval: float,
+        once: bool = False,
+        on_cycle: Callable[[CycleResult, int, float | None], None] | None = None,
+        on_tick: Callable[[float], None] | None = None,
+    ) -> RunSummary:
+        """Cycle until every job is terminal and post-processed (or once).
+
+        ``on_cycle(result, remaining, next_in)`` follows each cycle; ``on_tick``
+        gets the seconds left before the next one, once a second.
+        """
+        summary = RunSummary()
         while True:
             result = self.run_cycle()
-            yield result
-            if once or self.stop.is_set():
-                return
+            summary.add(result)
             open_work = set(tracker.candidate_ids(self.store, self.options.keep_remote))
-            if not open_work - set(self.given_up()):
-                return
+            remaining = len(open_work - set(self.given_up()))
+            done = once or remaining == 0
+            if on_cycle is not None:
+                on_cycle(result, remaining, None if done else interval)
+            if done:
+                summary.given_up = self.given_up()
+                summary.remaining = remaining
+                return summary
+            deadline = time.monotonic() + interval
+            while (left := deadline - time.monotonic()) > 0:
+                if on_tick is not None:
+                    on_tick(left)
+                if self.stop.wait(min(1.0, left)):
+                    raise KeyboardInterrupt
+
+
+@dataclass
+class RunSummary:
+    cycles: int = 0
+    state_changes: int = 0
+    downloads: int = 0
+    cleanups: int = 0
+    errors: int = 0
+    remaining: int = 0
+    given_up: list[int] = field(default_factory=list)
+
+    def add(self, result: CycleResult) -> None:
+        self.cycles += 1
+        self.state_changes += result.state_changes
+        self.downloads += result.downloads
+        self.cleanups += result.cleanups
+        self.errors += result.errors

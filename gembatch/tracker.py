@@ -301,3 +301,12 @@ def record_polled(store: Store, job_id: int, when: datetime | None = None) -> No
     with store.transaction() as session:
         job = session.get_one(Job, job_id)
         job.last_polled_at = when or utcnow()
+
+
+def state_counts(store: Store) -> dict[str | None, int]:
+    """How many tracked jobs are in each state (``None`` = not known yet)."""
+    from sqlalchemy import func
+
+    with store.reading() as session:
+        rows = session.execute(select(Job.state, func.count()).group_by(Job.state))
+        return {state: count for state, count in rows}
