@@ -1,0 +1,180 @@
+"""Files and batches as records, and the batch lifecycle derived lazily from the clock.
+
+A batch stores only its schedule (when it starts, when it ends, how it ends); its state is
+computed on each read from the emulator's clock, so ten thousand idle batches cost nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gembatch.emulator.wire import rfc3339
+
+NS = 1_000_000_000
+
+
+class Clock:
+    """Wall-clock nanoseconds plus an offset that tests can advance (never goes backwards)."""
+
+    def __init__(self) -> None:
+        self._offset_ns = 0
+        self._lock = threading.Lock()
+
+    def now_ns(self) -> int:
+        return time.time_ns() + self._offset_ns
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self._lock:
+            self._offset_ns += int(seconds * NS)
+
+
+def seconds_to_ns(seconds: float) -> int:
+    """Infinite durations (a batch that never leaves PENDING) map to a far-away instant."""
+    if math.isinf(seconds):
+        return 1 << 62
+    return int(seconds * NS)
+
+
+@dataclass
+class FileRecord:
+    id: str
+    seq: int
+    display_name: str | None
+    mime_type: str
+    size_bytes: int
+    sha256_b64: str
+    create_ns: int
+    expire_ns: int
+    path: Path
+    source: str  # UPLOADED or GENERATED
+
+    @property
+    def name(self) -> str:
+        return f"files/{self.id}"
+
+    def resource(self, public_url: str) -> dict[str, Any]:
+        created = rfc3339(self.create_ns)
+        out: dict[str, Any] = {"name": self.name}
+        if self.display_name is not None:
+            out["displayName"] = self.display_name
+        out.update(
+            {
+                "mimeType": self.mime_type,
+                "sizeBytes": str(self.size_bytes),
+                "createTime": created,
+                "updateTime": created,
+                "expirationTime": rfc3339(self.expire_ns),
+                "sha256Hash": self.sha256_b64,
+                "uri": f"{public_url}/v1beta/files/{self.id}",
+            }
+        )
+        if self.source == "GENERATED":
+            out["downloadUri"] = f"{public_url}/download/v1beta/files/{self.id}:download?alt=media"
+        out["state"] = "ACTIVE"
+        out["source"] = self.source
+        return out
+
+
+@dataclass
+class Ending:
+    """How and when a batch ends (state, gRPC error for the operation, per-request errors)."""
+
+    state: str
+    error_code: int | None = None
+    message: str | None = None
+    request_error_rate: float = 0.0
+    request_error_code: int = 13
+
+
+@dataclass
+class BatchRecord:
+    id: str
+    seq: int
+    index: int  # creation order, 0-based: what outcome rules select on
+    model: str
+    display_name: str | None
+    create_ns: int
+    start_ns: int
+    end_ns: int
+    ending: Ending
+    request_count: int
+    error_count: int
+    input_file: str | None = None  # "files/<id>" for file batches
+    input_path: Path | None = None  # the emulator's own link to the input bytes
+    inline_requests: list[dict[str, Any]] | None = None
+    # A forced terminal state (cancel, set_state) wins over the schedule.
+    final: Ending | None = None
+    final_ns: int = 0
+    # A forced non-terminal state holds the batch there until forced again.
+    hold: str | None = None
+    hold_ns: int = 0
+    # Output, created once when the batch is first seen SUCCEEDED.
+    materialized: bool = False
+    result_file: str | None = None
+    inlined: list[dict[str, Any]] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"batches/{self.id}"
+
+    def state_at(self, now: int) -> tuple[str, int]:
+        """(state, since when) at clock time ``now``."""
+        if self.final is not None:
+            return self.final.state, self.final_ns
+        if self.hold is not None:
+            return self.hold, self.hold_ns
+        if now < self.start_ns:
+            return "PENDING", self.create_ns
+        if now < self.end_ns:
+            return "RUNNING", self.start_ns
+        return self.ending.state, self.end_ns
+
+    def ending_at(self, now: int) -> Ending | None:
+        """The terminal ending in force at ``now``, or None while the batch is live."""
+        if self.final is not None:
+            return self.final
+        if self.hold is not None or now < self.end_ns:
+            return None
+        return self.ending
+
+    def progress(self, at: int) -> float:
+        """Share of the requests done at clock time ``at`` while running (linear in time)."""
+        if at <= self.start_ns:
+            return 0.0
+        if at >= self.end_ns or self.end_ns <= self.start_ns:
+            return 1.0
+        return (at - self.start_ns) / (self.end_ns - self.start_ns)
+
+    def batch_stats(self, now: int) -> dict[str, str]:
+        """``batchStats``: int64 strings, zero counters left out, as the live service does."""
+        n, failed = self.request_count, self.error_count
+        state, since = self.state_at(now)
+        if state == "SUCCEEDED":
+            ok, bad, pending = n - failed, failed, 0
+        elif state == "FAILED":
+            ok, bad, pending = 0, n, 0
+        elif state in ("EXPIRED", "PENDING"):
+            ok, bad, pending = 0, 0, n
+        else:
+            # RUNNING, or CANCELLED frozen at the moment of cancellation.
+            share = self.progress(now if state == "RUNNING" else since)
+            if state == "CANCELLED" and self.final is None:
+                share = 0.0  # cancelled by an outcome rule: never really ran
+            ok = math.floor((n - failed) * share)
+            bad = math.floor(failed * share)
+            pending = n - ok - bad
+        counts = {
+            "requestCount": n,
+            "successfulRequestCount": ok,
+            "failedRequestCount": bad,
+            "pendingRequestCount": pending,
+        }
+        return {key: str(value) for key, value in counts.items() if value}
