@@ -76,3 +76,35 @@ def pg_url() -> str:
     except ImportError:
         pytest.skip("psycopg is not installed")
     return PG_URL
+
+
+# --- emulator fixtures (gembatch/emulator) -------------------------------------------------
+# Imported here, not at the top, so this block stays self-contained.
+
+from google import genai  # noqa: E402
+from google.genai import types as genai_types  # noqa: E402
+
+from gembatch.emulator import Emulator, running_emulator  # noqa: E402
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    """A fresh local Gemini Batch API per test, on a free 127.0.0.1 port.
+
+    Fast schedule (PENDING 0.2 s, RUNNING 0.3 s, no jitter); force states with
+    ``emulator.set_state(name, "SUCCEEDED")`` / ``emulator.finish_all()``, inject faults with
+    ``emulator.faults``, read what the server saw with ``emulator.count(endpoint, status)``.
+    """
+    with running_emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def genai_client(emulator: Emulator) -> Iterator[genai.Client]:
+    """A google-genai Client pointed at :func:`emulator` (api_version v1beta, any key)."""
+    client = genai.Client(
+        api_key="test-key",
+        http_options=genai_types.HttpOptions(base_url=emulator.base_url, api_version="v1beta"),
+    )
+    yield client
+    client.close()
