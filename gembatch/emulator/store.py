@@ -435,6 +435,7 @@ class Store:
             create_ns=0,
             expire_ns=0,
             path=self.root / "files" / f"batch-{batch_id}",
+            source="GENERATED",
         )
         lines = write_large_result(result.path, size_bytes, model=model)
         now = self.clock.now_ns()
