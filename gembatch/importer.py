@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,7 +55,7 @@ from gembatch.jobinfo import (
 )
 from gembatch.models import EVENT_IMPORTED, Event, Job
 from gembatch.store import Store
-from gembatch.timeutil import now
+from gembatch.timeutil import UTC, now
 
 # A job-info line is a few hundred bytes; anything this long is not one, and
 # reading it whole would let one line decide how much memory we use.
@@ -274,7 +276,11 @@ class _BulkInsert:
         self.names = list(compiled.positiontup or names) if self.positional else list(names)
         overrides = types or {}
         self.processors = [
-            overrides.get(name, target.c[name].type).dialect_impl(dialect).bind_processor(dialect)
+            _fast_datetime(
+                overrides.get(name, target.c[name].type)
+                .dialect_impl(dialect)
+                .bind_processor(dialect)
+            )
             for name in self.names
         ]
 
@@ -285,22 +291,58 @@ class _BulkInsert:
         if not rows:
             return
         shared = constants or {}
-        fixed: dict[str, Any] = {}
-        varying: list[tuple[str, Any]] = []
-        for name, proc in zip(self.names, self.processors, strict=True):
-            if name in shared:
-                value = shared[name]
-                fixed[name] = proc(value) if proc is not None and value is not None else value
-            else:
-                varying.append((name, proc))
+        processor = dict(zip(self.names, self.processors, strict=True))
+        varying = [n for n in self.names if n not in shared]
+        constant = [n for n in self.names if n in shared]
+        fixed = [_process(processor[n], shared[n]) for n in constant]
+        # Per row: pick the varying values (in C), process the few that need it,
+        # then put them and the constants in statement order (in C again).
+        pick = itemgetter(*varying)
+        to_process = [(i, processor[n]) for i, n in enumerate(varying) if processor[n]]
+        slot = {n: i for i, n in enumerate(varying)}
+        slot.update(
+            {n: len(varying) + i for i, n in enumerate(k for k in self.names if k in shared)}
+        )
+        order = itemgetter(*(slot[n] for n in self.names))
         params: list[Any] = []
         for row in rows:
-            values = dict(fixed)
-            for name, proc in varying:
-                value = row[name]
-                values[name] = proc(value) if proc is not None and value is not None else value
-            params.append(tuple(values[n] for n in self.names) if self.positional else values)
+            picked = pick(row)
+            values = [picked] if len(varying) == 1 else list(picked)
+            for i, proc in to_process:
+                if values[i] is not None:
+                    values[i] = proc(values[i])
+            final = order(values + fixed)
+            params.append(final if self.positional else dict(zip(self.names, final, strict=True)))
         self.conn.exec_driver_sql(self.sql, params)
+
+
+_SAMPLES = (
+    datetime(2025, 7, 12, 19, 20, 32, 449509, tzinfo=UTC),
+    datetime(1, 1, 1, tzinfo=UTC),
+    datetime(2025, 7, 12, 21, 20, 32, tzinfo=timezone(timedelta(hours=2))),
+)
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _fast_datetime(proc: Any) -> Any:
+    """Swap a datetime bind processor for an equivalent one-liner when, and only
+    when, it gives the very same text (SQLite stores naive UTC text); a third of
+    the insert time was two layers of generic processing per timestamp."""
+    if proc is None:
+        return None
+    try:
+        if all(proc(sample) == _sqlite_datetime(sample) for sample in _SAMPLES):
+            return _sqlite_datetime
+    except Exception:
+        pass
+    return proc
+
+
+def _process(proc: Any, value: Any) -> Any:
+    return proc(value) if proc is not None and value is not None else value
 
 
 _JOB_INSERT_COLUMNS = (*RECORD_FIELDS, "added_at", "dest_inline", "error_count")
@@ -330,6 +372,7 @@ class _Run:
         self.in_place = same_dir(from_dir, to_dir)
         self.reject_sink = reject_sink
         self.chunk: dict[str, _Pending] = {}
+        self.table_was_empty = False
         self.insert_jobs = _BulkInsert(conn, _jobs, _JOB_INSERT_COLUMNS, _NULLABLE_JSON)
         self.insert_events = _BulkInsert(conn, _events, _EVENT_COLUMNS)
         self.insert_seen = _BulkInsert(conn, _seen, ("batch_name", "line", "fingerprint"))
@@ -346,6 +389,14 @@ class _Run:
                 "line INTEGER NOT NULL, fingerprint BIGINT NOT NULL)"
             )
         )
+        # Inside the write transaction (BEGIN IMMEDIATE on SQLite), so it stays true.
+        self.table_was_empty = self.conn.execute(select(_jobs.c.id).limit(1)).first() is None
+
+    def _current(self, names: list[str]) -> dict[str, Mapping[str, Any]]:
+        query = select(_jobs.c.id, *(_jobs.c[f] for f in RECORD_FIELDS)).where(
+            _jobs.c.batch_name.in_(names)
+        )
+        return {row.batch_name: row._mapping for row in self.conn.execute(query)}
 
     def line(self, number: int, raw: bytes | None, complete: bool) -> None:
         if raw is None:
@@ -420,14 +471,9 @@ class _Run:
         self._merge(chunk)
 
     def _merge(self, chunk: dict[str, _Pending]) -> None:
-        current = {
-            row.batch_name: row._mapping
-            for row in self.conn.execute(
-                select(_jobs.c.id, *(_jobs.c[f] for f in RECORD_FIELDS)).where(
-                    _jobs.c.batch_name.in_(list(chunk))
-                )
-            )
-        }
+        # Into an empty table (first import) nothing can exist but what this file
+        # added, and the seen-names table already filtered those out.
+        current = {} if self.table_was_empty else self._current(list(chunk))
         at = now()
         inserts: list[dict[str, Any]] = []
         updates: dict[frozenset[str], list[dict[str, Any]]] = {}
