@@ -1,0 +1,66 @@
+"""``gembatch sql``: read-only SQL over the jobs and events tables."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gembatch.cli_support import AppContext, pass_app
+from gembatch.errors import BadInput
+from gembatch.output import Format, output_options, write_rows
+from gembatch.sqlquery import TableInfo, describe_schema, run_query, schema_rows
+
+
+@click.command()
+@click.argument("query", required=False)
+@click.option("--schema", is_flag=True, help="Print the tables and their columns instead.")
+@output_options
+@pass_app
+def sql(app: AppContext, query: str | None, schema: bool, fmt: Format) -> None:
+    """Run a read-only SQL QUERY (or - to read it from stdin) and print the rows.
+
+    Statements that would change anything fail and change nothing.
+    See docs/schema.md for the tables and example queries.
+    """
+    store = app.store()
+    if schema:
+        if query is not None:
+            raise BadInput("sql: give either QUERY or --schema, not both")
+        _print_schema(describe_schema(store), fmt)
+        return
+    if query is None:
+        raise BadInput("sql: missing QUERY (or --schema); use - to read it from stdin")
+    text = sys.stdin.read() if query == "-" else query
+    with run_query(store, text) as result:
+        write_rows(result.columns, result.rows, fmt)
+
+
+def _print_schema(tables: list[TableInfo], fmt: Format) -> None:
+    if fmt != "table":
+        columns, rows = schema_rows(tables)
+        write_rows(columns, rows, fmt)
+        return
+    console = Console()
+    for info in tables:
+        table = Table("column", "type", "null", "key", title=info.name, title_justify="left")
+        for column in info.columns:
+            table.add_row(
+                Text(column.name),
+                Text(column.type),
+                "yes" if column.nullable else "no",
+                "primary" if column.primary_key else "",
+            )
+        console.print(table)
+        for index in info.indexes:
+            unique = "unique " if index.unique else ""
+            console.print(Text(f"  {unique}index {index.name} ({', '.join(index.columns)})"))
+        for foreign_key in info.foreign_keys:
+            console.print(Text(f"  foreign key {foreign_key}"))
+        console.print()
+
+
+command = sql
