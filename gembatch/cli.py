@@ -110,4 +110,9 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
-    cli.main(args=argv, prog_name="gembatch")
+    try:
+        cli.main(args=argv, prog_name="gembatch")
+    except KeyboardInterrupt:
+        # Ctrl+C before any command started (while Python was still importing).
+        click.echo("\ninterrupted", err=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None

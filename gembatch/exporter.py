@@ -98,19 +98,65 @@ def export_jobinfo(
         raise BadInput(f"{os.fspath(path)}: is a directory")
     with jobinfo_lock(target, lock_timeout):
         report = ExportReport(path=target, lines=0)
-        if merge and target.exists():
+        if not (merge and target.exists()):
+            report.lines = _write(store, target, stored_dir)
+            return report
+        # Keep the file we merge from open: a program that appends without our
+        # lock writes into this inode, even after the rename replaces the name.
+        with open(target, "rb") as pinned:
+            size_before = os.fstat(pinned.fileno()).st_size
             _merge_current(store, target, stored_dir, report, display)
-        report.lines = _write(store, target, stored_dir)
+            report.lines = _write(store, target, stored_dir)
+            for _ in range(_CATCH_UP_ROUNDS):
+                size_now = os.fstat(pinned.fileno()).st_size
+                if size_now == size_before:
+                    break
+                # Lines arrived while we merged or wrote: merge the whole old file
+                # again (import is idempotent) and write once more.
+                size_before = size_now
+                _merge_pinned(store, pinned, target, stored_dir, report, display)
+                report.lines = _write(store, target, stored_dir)
     return report
 
 
+# A writer appending faster than we can export would keep us here forever.
+_CATCH_UP_ROUNDS = 5
+
+
+def _merge_pinned(
+    store: Store,
+    pinned: IO[bytes],
+    target: Path,
+    stored_dir: Path,
+    report: ExportReport,
+    display: str | None,
+) -> None:
+    """Merge the (possibly replaced) file behind ``pinned`` through a private copy."""
+    pinned.seek(0)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".catchup", dir=_dir_of(target))
+    copy = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(pinned, out)
+        shown = display or os.fspath(target)
+        _merge_current(store, target, stored_dir, report, shown, source=copy)
+    finally:
+        with contextlib.suppress(OSError):
+            copy.unlink()
+
+
 def _merge_current(
-    store: Store, target: Path, stored_dir: Path, report: ExportReport, display: str | None
+    store: Store,
+    target: Path,
+    stored_dir: Path,
+    report: ExportReport,
+    display: str | None,
+    source: Path | None = None,
 ) -> None:
     with tempfile.TemporaryFile(dir=_dir_of(target)) as rejects:
         report.merged = import_jobinfo(
             store,
-            target,
+            source or target,
             skip_bad=True,
             base_dir=stored_dir,
             reject_sink=rejects,

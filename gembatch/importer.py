@@ -68,7 +68,15 @@ MAX_LISTED_BAD = 1000
 
 _BOM = b"\xef\xbb\xbf"
 _STATE_GROUP = ("state", "update_time", "end_time", "dest_file_name")
-_PLAIN_FIELDS = tuple(f for f in RECORD_FIELDS if f not in _STATE_GROUP and f != "extra_json")
+# What this machine did with a job (downloaded, cleaned up) is the database's
+# own record: a line seeds it for a new job but never overrides it, or a result
+# found missing and forgotten would be "restored" by the next merge.
+_LOCAL_PROGRESS = ("result_path", "result_size", "result_sha256", "downloaded_at", "cleaned_at")
+_PLAIN_FIELDS = tuple(
+    f
+    for f in RECORD_FIELDS
+    if f not in _STATE_GROUP and f != "extra_json" and f not in _LOCAL_PROGRESS
+)
 
 _jobs = Job.__table__
 _events = Event.__table__

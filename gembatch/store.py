@@ -201,6 +201,8 @@ class Store:
             try:
                 yield session
             finally:
+                # Objects read here stay usable afterwards (a rollback would expire them).
+                session.expunge_all()
                 session.rollback()
 
     def dispose(self) -> None:

@@ -93,7 +93,10 @@ def work_filter(keep_remote: bool) -> Any:
     """SQL for "this job still needs something": a superset of WorkItem's rules."""
     terminal = Job.state.in_(sorted(states.TERMINAL))
     not_terminal = or_(Job.state.is_(None), not_(terminal))
-    pending_download = and_(terminal, Job.downloaded_at.is_(None))
+    has_output = or_(
+        Job.state == states.SUCCEEDED, Job.dest_file_name.is_not(None), Job.dest_inline
+    )
+    pending_download = and_(terminal, has_output, Job.downloaded_at.is_(None))
     clauses = [not_terminal, pending_download]
     if not keep_remote:
         clauses.append(and_(terminal, Job.cleaned_at.is_(None)))

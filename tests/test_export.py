@@ -220,3 +220,37 @@ def test_cli_export_unwritable_directory(tmp_path: Path) -> None:
     result = invoke("export", "-o", "ro/x.jsonl")
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
+
+
+def test_line_appended_without_the_lock_while_exporting_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program appends (without taking our lock) between our merge and rename."""
+    from gembatch import exporter
+    from gembatch.store import open_store
+
+    info = tmp_path / "job-info.jsonl"
+    first = (
+        '{"input_file": "a.jsonl", "batch": {"name": "batches/aaa", "state": "JOB_STATE_RUNNING"}}'
+    )
+    late = (
+        '{"input_file": "b.jsonl", "batch": {"name": "batches/bbb", "state": "JOB_STATE_PENDING"}}'
+    )
+    info.write_text(first + "\n")
+    store = open_store(f"sqlite:///{tmp_path / 'gembatch.db'}")
+    real_write = exporter._write
+    calls = []
+
+    def write_after_someone_appended(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not calls:
+            with open(info, "a", encoding="utf-8") as handle:
+                handle.write(late + "\n")
+        calls.append(1)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(exporter, "_write", write_after_someone_appended)
+    exporter.export_jobinfo(store, info)
+    names = [json.loads(line)["batch"]["name"] for line in info.read_text().splitlines()]
+    assert names == ["batches/aaa", "batches/bbb"]
+    assert len(calls) == 2  # written again after catching up
+    store.dispose()

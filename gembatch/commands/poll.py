@@ -13,7 +13,7 @@ import click
 
 from gembatch import remote_config, states, tracker
 from gembatch.cli_support import AppContext, pass_app
-from gembatch.gemini import Gemini
+from gembatch.gemini import Gemini, RetryPolicy
 from gembatch.poll_lines import LineReporter
 from gembatch.poller import CycleResult, Poller, PollOptions, RunSummary
 
@@ -81,6 +81,13 @@ def _summary_line(app: AppContext, summary: RunSummary) -> str:
     show_default=True,
     help="Consecutive errors after which a job is left for the next run.",
 )
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=5,
+    show_default=True,
+    help="Extra attempts per API call on 429, 5xx, timeouts and dropped connections.",
+)
 @pass_app
 def poll(
     app: AppContext,
@@ -90,6 +97,7 @@ def poll(
     keep_remote: bool,
     base_url: str | None,
     max_errors: int,
+    retries: int,
 ) -> None:
     """Poll every unfinished job, download results as they are ready, clean up.
 
@@ -101,7 +109,7 @@ def poll(
     store = app.store()
     locations = app.locations
     out = LineReporter(sys.stdout)
-    gemini = Gemini(key, base_url=endpoint)
+    gemini = Gemini(key, base_url=endpoint, retry=RetryPolicy(attempts=retries + 1))
 
     # Imported here: job-info handling is only needed once polling starts.
     from gembatch.exporter import export_jobinfo
@@ -110,11 +118,13 @@ def poll(
     def merge() -> int:
         if not locations.job_info.exists():
             return 0
-        report = import_jobinfo(store, locations.job_info, skip_bad=True, quiet=True)
+        report = import_jobinfo(
+            store, locations.job_info, skip_bad=True, base_dir=locations.base_dir
+        )
         return report.new
 
     def export() -> None:
-        export_jobinfo(store, locations.job_info)
+        export_jobinfo(store, locations.job_info, base_dir=locations.base_dir)
 
     poller = Poller(
         store,

@@ -1,0 +1,103 @@
+"""Build real remote batches on the emulator, and the job-info lines that track them.
+
+Until ``gembatch submit`` exists in a test's path, this is how a test gets a
+workspace that looks like one an earlier tool left behind: inputs under
+``batch/``, batches created through the real SDK, and a v0.3 job-info.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from google import genai
+from google.genai import types as genai_types
+
+from gembatch.emulator import Emulator
+
+MODEL = "models/gemini-2.5-flash"
+
+
+@dataclass
+class Made:
+    input_file: str  # relative to the workspace
+    batch_name: str
+    uploaded_file_name: str | None
+    count: int
+
+
+def client_for(emulator: Emulator) -> genai.Client:
+    return genai.Client(
+        api_key="test-key",
+        http_options=genai_types.HttpOptions(base_url=emulator.base_url, api_version="v1beta"),
+    )
+
+
+def request_lines(index: int, count: int) -> list[str]:
+    return [
+        json.dumps(
+            {
+                "key": f"req-{index}-{n}",
+                "request": {"contents": [{"parts": [{"text": f"question {index}.{n}"}]}]},
+            }
+        )
+        for n in range(count)
+    ]
+
+
+def make_jobs(
+    emulator: Emulator,
+    workspace: Path,
+    n: int,
+    *,
+    requests: int = 3,
+    inline: bool = False,
+    start: int = 0,
+    job_info: str = "job-info.jsonl",
+) -> list[Made]:
+    client = client_for(emulator)
+    made: list[Made] = []
+    try:
+        for index in range(start, start + n):
+            relative = f"batch/{index:03d}.jsonl"
+            path = workspace / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lines = request_lines(index, requests)
+            path.write_text("\n".join(lines) + "\n")
+            if inline:
+                src = [
+                    {
+                        "contents": json.loads(line)["request"]["contents"],
+                        "metadata": {"key": json.loads(line)["key"]},
+                    }
+                    for line in lines
+                ]
+                job = client.batches.create(model=MODEL, src=src, config={"display_name": relative})
+                uploaded = None
+            else:
+                uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"}).name
+                job = client.batches.create(
+                    model=MODEL, src=uploaded, config={"display_name": relative}
+                )
+            assert job.name
+            made.append(Made(relative, job.name, uploaded, requests))
+    finally:
+        client.close()
+    with open(workspace / job_info, "a", encoding="utf-8") as handle:
+        for item in made:
+            handle.write(json_line(item) + "\n")
+    return made
+
+
+def json_line(item: Made) -> str:
+    line: dict[str, object] = {"input_file": item.input_file, "count": item.count}
+    if item.uploaded_file_name:
+        line["uploaded_file_name"] = item.uploaded_file_name
+    line["batch"] = {
+        "name": item.batch_name,
+        "display_name": item.input_file,
+        "model": MODEL,
+        "state": "JOB_STATE_PENDING",
+    }
+    return json.dumps(line)
