@@ -150,7 +150,7 @@ def test_concurrent_first_open_creates_schema_once(tmp_path: Path) -> None:
     def opener() -> None:
         try:
             open_store(url).dispose()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=opener) for _ in range(4)]

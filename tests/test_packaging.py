@@ -84,7 +84,11 @@ def test_installed_wheel_creates_and_migrates_a_database(wheel: Path, tmp_path: 
         )
 
     where = subprocess.run(
-        [str(python), "-c", "import gembatch, pathlib; print(pathlib.Path(gembatch.__file__).parent)"],
+        [
+            str(python),
+            "-c",
+            "import gembatch, pathlib; print(pathlib.Path(gembatch.__file__).parent)",
+        ],
         cwd=work,
         env=env,
         capture_output=True,

@@ -313,7 +313,8 @@ def test_line_appended_during_a_poll_survives(emulator: Emulator, workdir: Path)
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, out
-    names = {json.loads(line)["batch"]["name"] for line in open(workdir / "job-info.jsonl")}
+    lines = (workdir / "job-info.jsonl").read_text().splitlines()
+    names = {json.loads(line)["batch"]["name"] for line in lines}
     assert extra[0].batch_name in names
     assert {row.batch_name for row in jobs(workdir)} >= {extra[0].batch_name}
     assert all(row.cleaned_at for row in jobs(workdir))
