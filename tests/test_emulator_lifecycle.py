@@ -241,6 +241,14 @@ def test_held_states_and_forced_failure(emulator: Emulator) -> None:
     assert emulator.finish_all() == 0
 
 
+def test_broken_input_forced_to_succeed_still_fails(emulator: Emulator) -> None:
+    name = file_batch(emulator, b"{not json\n")
+    emulator.set_state(name, "SUCCEEDED")
+    op = emulator.operation(name)
+    assert op["metadata"]["state"] == "BATCH_STATE_FAILED"
+    assert op["error"]["code"] == 3 and "line 1" in op["error"]["message"]
+
+
 def test_batches_and_files_expire_after_48_hours() -> None:
     with running_emulator(pending_s=float("inf")) as emu:
         file_name = emu.add_file(BASIC.read_bytes())

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 from gembatch.emulator.config import TERMINAL_STATES, EmulatorConfig, seeded_unit
 from gembatch.emulator.results import (
     ErrorPolicy,
+    InputError,
     InputScan,
     inline_responses,
     request_fails,
@@ -59,6 +60,7 @@ _COPY_CHUNK = 1 << 20
 _FAILED = (13, "Batch failed: an internal error occurred while processing the batch.")
 _EXPIRED = (4, "Batch expired: it did not complete within the allowed time.")
 _CANCELLED = (1, "Batch was cancelled.")
+_DEFAULT_ERRORS = {"FAILED": _FAILED, "EXPIRED": _EXPIRED, "CANCELLED": _CANCELLED}
 
 
 @dataclass
@@ -280,24 +282,20 @@ class Store:
 
     # ------------------------------------------------------------------------- batches
 
-    def _decide(self, index: int, display_name: str | None, scan: InputScan) -> Ending:
+    def _planned_ending(self, index: int, display_name: str | None) -> Ending:
+        """The outcome of the first matching rule (SUCCEEDED when none matches)."""
         cfg = self.config
-        if scan.problem:
-            return Ending("FAILED", 3, f"Invalid batch input: {scan.problem}")
         for position, rule in enumerate(self.rules):
-            if rule.matches(display_name, index, cfg.seed, position):
-                rate = cfg.request_error_rate
-                if rule.request_error_rate is not None:
-                    rate = rule.request_error_rate
-                code = rule.request_error_code or cfg.request_error_code
-                if rule.outcome == "SUCCEEDED":
-                    return Ending("SUCCEEDED", request_error_rate=rate, request_error_code=code)
-                default_code, default_message = {
-                    "FAILED": _FAILED,
-                    "EXPIRED": _EXPIRED,
-                    "CANCELLED": _CANCELLED,
-                }[rule.outcome]
-                return Ending(rule.outcome, default_code, rule.message or default_message)
+            if not rule.matches(display_name, index, cfg.seed, position):
+                continue
+            if rule.outcome != "SUCCEEDED":
+                code, message = _DEFAULT_ERRORS[rule.outcome]
+                return Ending(rule.outcome, code, rule.message or message)
+            rate = cfg.request_error_rate
+            if rule.request_error_rate is not None:
+                rate = rule.request_error_rate
+            code = rule.request_error_code or cfg.request_error_code
+            return Ending("SUCCEEDED", request_error_rate=rate, request_error_code=code)
         return Ending(
             "SUCCEEDED",
             request_error_rate=cfg.request_error_rate,
@@ -323,7 +321,9 @@ class Store:
         input_path: Path | None = None
         with self._lock:
             index = next(self._index)
-        rate = self._request_error_rate(index, display_name)
+        ending = self._planned_ending(index, display_name)
+        # Per-request errors exist only in a batch that succeeds.
+        rate = ending.request_error_rate if ending.state == "SUCCEEDED" else 0.0
         if file_name is not None:
             source = self.get_file(str(file_name))
             # A hard link keeps the input readable even if the user deletes the file while
@@ -344,21 +344,12 @@ class Store:
                 or request_fails(self.config.seed, rate, i, item.get("metadata"))
             )
             scan = InputScan(len(inline), errors)
-        ending = self._decide(index, display_name, scan)
-        if ending.state != "SUCCEEDED":
-            scan = InputScan(scan.request_count, 0, scan.problem)
+        if scan.problem:
+            ending = Ending("FAILED", 3, f"Invalid batch input: {scan.problem}")
         record = self._schedule(
             batch_id, index, model, display_name, ending, scan, file_name, input_path, inline
         )
         return record
-
-    def _request_error_rate(self, index: int, display_name: str | None) -> float:
-        for position, rule in enumerate(self.rules):
-            if rule.matches(display_name, index, self.config.seed, position):
-                if rule.outcome == "SUCCEEDED" and rule.request_error_rate is not None:
-                    return rule.request_error_rate
-                break
-        return self.config.request_error_rate
 
     def _check_inline(self, requests: Any) -> list[dict[str, Any]]:
         items = requests.get("requests") if isinstance(requests, dict) else None
@@ -526,9 +517,7 @@ class Store:
                     # Per-request errors were not counted for a batch planned to fail.
                     ending.request_error_rate = 0.0
             else:
-                code, default = {"FAILED": _FAILED, "EXPIRED": _EXPIRED, "CANCELLED": _CANCELLED}[
-                    state
-                ]
+                code, default = _DEFAULT_ERRORS[state]
                 ending = Ending(state, code, message or default)
             record.final, record.final_ns, record.hold = ending, now, None
             if record.start_ns > now:
@@ -573,7 +562,12 @@ class Store:
             if record.materialized:
                 return
             if ending.state == "SUCCEEDED":
-                self._write_output(record, ending)
+                try:
+                    self._write_output(record, ending)
+                except InputError as exc:
+                    # A broken input forced to SUCCEEDED still cannot produce results.
+                    record.final = Ending("FAILED", 3, f"Invalid batch input: {exc}")
+                    record.final_ns = now
             if record.input_path is not None:
                 record.input_path.unlink(missing_ok=True)
             record.materialized = True
