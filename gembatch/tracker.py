@@ -7,6 +7,8 @@ counting) live in one spot.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -127,6 +129,7 @@ def claim(
     for chunk in _chunks(list(ids)):
         now = utcnow()
         with store.transaction() as session:
+            _reclaim_from_dead_holders(session, chunk, owner, now)
             session.execute(
                 update(Job)
                 .where(
@@ -148,6 +151,54 @@ def claim(
             )
             won.extend(_item(job) for job in session.scalars(query))
     return won
+
+
+def _reclaim_from_dead_holders(
+    session: Session, chunk: Sequence[int], owner: str, now: datetime
+) -> None:
+    """A poller on this host that was killed (SIGKILL, power cut) cannot release its
+    leases; waiting for them to expire would stall the rerun, so a lease whose
+    holder process is gone is cleared at once. Other hosts' leases just expire."""
+    holders = session.scalars(
+        select(Job.lease_owner)
+        .where(Job.id.in_(chunk), Job.lease_owner.is_not(None), Job.lease_owner != owner)
+        .where(Job.lease_expires_at >= now)
+        .distinct()
+    ).all()
+    dead = [holder for holder in holders if holder and _holder_is_dead(holder)]
+    if dead:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(chunk), Job.lease_owner.in_(dead))
+            .values(lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _holder_is_dead(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # another poller in this very process (tests): alive by definition
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # exists, owned by someone else
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    # A killed child not yet reaped still answers kill(0); /proc tells the truth on Linux.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def renew(store: Store, job_id: int, owner: str, ttl: timedelta) -> bool:
