@@ -107,6 +107,17 @@ class Job(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
     added_at: Mapped[datetime]
+    # --- written by ``gembatch submit`` (NULL on jobs imported from job-info.jsonl)
+    # Content hash and size of the input as uploaded: resubmitting the same
+    # file (same path, same hash) is skipped.
+    input_sha256: Mapped[str | None] = mapped_column(String(64))
+    input_size: Mapped[int | None] = mapped_column(BigInteger)
+    # pending (intent recorded, create not confirmed yet), submitted, failed
+    # (nothing was created remotely). See gembatch/submit.py for the protocol.
+    submit_state: Mapped[str | None] = mapped_column(String(16))
+    submitted_at: Mapped[datetime | None]
+    # ``gembatch cancel`` asked the API to cancel; poll records the final state.
+    cancel_requested_at: Mapped[datetime | None]
 
     events: Mapped[list[Event]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True
@@ -118,6 +129,7 @@ class Job(Base):
         Index("ix_jobs_input_file", "input_file"),
         Index("ix_jobs_create_time", "create_time"),
         Index("ix_jobs_end_time", "end_time"),
+        Index("ix_jobs_submit_state", "submit_state"),
     )
 
     def __repr__(self) -> str:
@@ -150,3 +162,8 @@ EVENT_STATE_CHANGE = "state_change"
 EVENT_DOWNLOADED = "downloaded"
 EVENT_CLEANED_UP = "cleaned_up"
 EVENT_ERROR = "error"
+EVENT_SUBMIT_INTENT = "submit_intent"
+EVENT_UPLOADED = "uploaded"
+EVENT_SUBMITTED = "submitted"
+EVENT_SUBMIT_FAILED = "submit_failed"
+EVENT_CANCEL_REQUESTED = "cancel_requested"

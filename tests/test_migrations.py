@@ -58,6 +58,11 @@ JOB_COLUMNS = {
     "lease_owner",
     "lease_expires_at",
     "added_at",
+    "input_sha256",
+    "input_size",
+    "submit_state",
+    "submitted_at",
+    "cancel_requested_at",
 }
 EVENT_COLUMNS = {"id", "job_id", "at", "kind", "old_state", "new_state", "message"}
 
@@ -211,4 +216,26 @@ def test_postgres_upgrade_downgrade_upgrade(pg_schema_url: str) -> None:
     downgrade(engine, "base")
     upgrade(engine)
     assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_upgrade_from_0001_with_data_keeps_jobs_and_events(tmp_path: Path) -> None:
+    """0002 (submit columns) rebuilds the jobs table on SQLite: nothing may be lost."""
+    url = sqlite_url(tmp_path / "old.db")
+    engine = make_engine(url)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO jobs (id, batch_name, input_file, added_at) "
+            "VALUES (1, 'batches/old', 'a.jsonl', '2025-01-01 00:00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO events (job_id, at, kind) VALUES (1, '2025-01-01 00:00:00', 'imported')"
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(select(Job.batch_name, Job.submit_state)).all() == [
+            ("batches/old", None)
+        ]
+        assert len(conn.execute(select(Event.id)).all()) == 1
     engine.dispose()
