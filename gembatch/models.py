@@ -118,6 +118,11 @@ class Job(Base):
     submitted_at: Mapped[datetime | None]
     # ``gembatch cancel`` asked the API to cancel; poll records the final state.
     cancel_requested_at: Mapped[datetime | None]
+    # --- written by ``gembatch retry``: this job resubmits the failed requests of
+    # that one, with their keys unchanged, so a key's history follows the chain.
+    retry_of_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL", name="fk_jobs_retry_of_job_id")
+    )
 
     events: Mapped[list[Event]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True
@@ -130,6 +135,7 @@ class Job(Base):
         Index("ix_jobs_create_time", "create_time"),
         Index("ix_jobs_end_time", "end_time"),
         Index("ix_jobs_submit_state", "submit_state"),
+        Index("ix_jobs_retry_of_job_id", "retry_of_job_id"),
     )
 
     def __repr__(self) -> str:
@@ -154,6 +160,32 @@ class Event(Base):
         Index("ix_events_job_id_at", "job_id", "at"),
         Index("ix_events_kind_at", "kind", "at"),
     )
+
+
+class JobStats(Base):
+    """Figures ``gembatch report`` read from a job's result file, kept so the next
+    report need not read it again. Valid while the job's ``result_sha256`` (and the
+    file's size) and the parser version match; otherwise recomputed."""
+
+    __tablename__ = "job_stats"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    parser_version: Mapped[int] = mapped_column(Integer)
+    # What the figures were computed from: the job's recorded hash, the file's size
+    # and modification time (the only identity a result without a hash has).
+    result_sha256: Mapped[str | None] = mapped_column(String(64))
+    result_size: Mapped[int | None] = mapped_column(BigInteger)
+    result_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    succeeded: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    malformed: Mapped[int] = mapped_column(Integer)
+    # [[gRPC code, message, count], ...], most frequent first.
+    errors_json: Mapped[list[Any] | None] = mapped_column(JSON)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    thinking_tokens: Mapped[int] = mapped_column(BigInteger)
+    total_tokens: Mapped[int] = mapped_column(BigInteger)
+    computed_at: Mapped[datetime]
 
 
 # Event kinds, named once so SQL users and code agree.

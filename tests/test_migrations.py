@@ -63,6 +63,8 @@ JOB_COLUMNS = {
     "submit_state",
     "submitted_at",
     "cancel_requested_at",
+    # 0003 (report): retry links
+    "retry_of_job_id",
 }
 EVENT_COLUMNS = {"id", "job_id", "at", "kind", "old_state", "new_state", "message"}
 
