@@ -266,6 +266,7 @@ def _stored_batch(remote: RemoteBatch) -> dict[str, Any]:
 class StateChange:
     old: str | None
     new: str | None
+    item: WorkItem
 
     @property
     def changed(self) -> bool:
@@ -306,12 +307,13 @@ def apply_remote(store: Store, job_id: int, remote: RemoteBatch) -> StateChange:
         if old != job.state:
             message = remote.error_message if states.is_terminal(job.state) else None
             _event(session, job, EVENT_STATE_CHANGE, message, old=old, new=job.state)
-        return StateChange(old=old, new=job.state)
+        session.flush()
+        return StateChange(old=old, new=job.state, item=_item(job))
 
 
 def record_download(
     store: Store, job_id: int, *, path: str | None, size: int | None, sha256: str | None, note: str
-) -> None:
+) -> WorkItem:
     """Results are on disk (renamed into place and fsync'd) — or there are none to keep."""
     with store.transaction() as session:
         job = session.get_one(Job, job_id)
@@ -322,6 +324,8 @@ def record_download(
         job.last_error = None
         job.error_count = 0
         _event(session, job, EVENT_DOWNLOADED, note, old=job.state, new=job.state)
+        session.flush()
+        return _item(job)
 
 
 def forget_download(store: Store, job_id: int, reason: str) -> None:

@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 256),
-    default=16,
+    default=PollOptions().concurrency,
     show_default=True,
     help="Jobs worked on at the same time.",
 )
@@ -54,6 +54,12 @@ EXIT_INTERRUPTED = 130
     show_default=True,
     help="Extra attempts per API call on 429, 5xx, timeouts and dropped connections.",
 )
+@click.option(
+    "--live/--plain",
+    "live",
+    default=None,
+    help="Live dashboard, or plain timestamped lines [default: live on a terminal].",
+)
 @pass_app
 def poll(
     app: AppContext,
@@ -64,6 +70,7 @@ def poll(
     base_url: str | None,
     max_errors: int,
     retries: int,
+    live: bool | None,
 ) -> None:
     """Poll every unfinished job, download results as they are ready, clean up.
 
@@ -77,7 +84,14 @@ def poll(
     options = PollOptions(concurrency=concurrency, keep_remote=keep_remote, max_errors=max_errors)
     try:
         summary = run_poll(
-            store, gemini, app.locations, options, interval=interval, once=once, out=sys.stdout
+            store,
+            gemini,
+            app.locations,
+            options,
+            interval=interval,
+            once=once,
+            out=sys.stdout,
+            live=live,
         )
     except KeyboardInterrupt:
         gemini.stop.set()
