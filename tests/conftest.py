@@ -78,6 +78,26 @@ def pg_url() -> str:
     return PG_URL
 
 
+@pytest.fixture
+def pg_schema_url(pg_url: str) -> Iterator[str]:
+    """A private PostgreSQL database per test, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"gembatch_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 # --- emulator fixtures (gembatch/emulator) -------------------------------------------------
 # Imported here, not at the top, so this block stays self-contained.
 

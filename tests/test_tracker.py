@@ -182,3 +182,27 @@ def test_lease_of_a_killed_poller_on_this_host_is_reclaimed_at_once(store: Store
     child.wait()
     again = tracker.claim(store, ids, f"{socket.gethostname()}:1:me", timedelta(minutes=5))
     assert [item.id for item in again] == ids
+
+
+@pytest.mark.postgres
+def test_racing_claims_on_postgres(pg_schema_url: str) -> None:
+    pg = open_store(pg_schema_url)
+    try:
+        ids = [add(pg, f"batches/p{i:03d}", states.RUNNING) for i in range(120)]
+        won: dict[str, list[int]] = {}
+
+        def grab(owner: str) -> None:
+            got: list[int] = []
+            for start in range(0, len(ids), 5):
+                chunk = ids[start : start + 5]
+                got += [i.id for i in tracker.claim(pg, chunk, owner, timedelta(1))]
+            won[owner] = got
+
+        threads = [threading.Thread(target=grab, args=(name,)) for name in "ABC"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(job for got in won.values() for job in got) == ids
+    finally:
+        pg.dispose()
