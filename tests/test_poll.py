@@ -339,3 +339,29 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(emulator: Emulator, workdir: Pa
     assert process.returncode == 130, out
     assert "gembatch poll" in out and "resume" in out
     assert "Traceback" not in out
+
+
+def test_api_key_reaches_no_file_and_no_output(emulator: Emulator, workdir: Path, run_cli) -> None:
+    secret = "AIzaSy-very-secret-key-0042"
+    make_jobs(emulator, workdir, 3)
+    emulator.finish_all()
+    emulator.faults.fail_next("batches.get", 400, count=1, message="bad request")
+    emulator.faults.drop_download(after_bytes=5, count=2)
+    result = run_cli(
+        "--debug",
+        "poll",
+        "--base-url",
+        emulator.base_url,
+        "--interval",
+        "0.1",
+        "--retries",
+        "0",
+        env={"GEMINI_API_KEY": secret},
+    )
+    assert result.exit_code == 0, result.output
+    assert "error" in result.output  # the faults were reported...
+    assert secret not in result.output  # ...without the key
+    for path in workdir.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert all(secret not in (r.path + r.method) for r in emulator.stats().recent)
