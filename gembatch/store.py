@@ -145,7 +145,7 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     yield
 
 
-def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+def sqlite_foreign_keys(connection: Connection, on: bool) -> None:
     """Set the pragma on the driver connection itself: through ``exec_driver_sql``
     it would run inside the ``BEGIN IMMEDIATE`` the begin hook opens, where SQLite
     silently ignores it (and a table rebuild would then cascade-delete children)."""
@@ -161,18 +161,18 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         if engine.dialect.name == "sqlite":
             # A table rebuild with foreign keys on would silently delete every
             # ON DELETE CASCADE child row; the pragma only works outside a transaction.
-            _sqlite_foreign_keys(connection, on=False)
+            sqlite_foreign_keys(connection, on=False)
         command.upgrade(alembic_config(connection), revision)
         if connection.in_transaction():
             connection.commit()
         if engine.dialect.name == "sqlite":
-            _sqlite_foreign_keys(connection, on=True)
+            sqlite_foreign_keys(connection, on=True)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     with _migration_lock(engine), engine.connect() as connection:
         if engine.dialect.name == "sqlite":
-            _sqlite_foreign_keys(connection, on=False)
+            sqlite_foreign_keys(connection, on=False)
         command.downgrade(alembic_config(connection), revision)
         if connection.in_transaction():
             connection.commit()

@@ -56,13 +56,13 @@ def run_migrations_online() -> None:
         return
 
     from gembatch.locations import resolve
-    from gembatch.store import make_engine
+    from gembatch.store import make_engine, sqlite_foreign_keys
 
     url = os.environ.get("GEMBATCH_DB") or config.get_main_option("sqlalchemy.url")
     engine = make_engine(resolve(None, url).db_url)
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            sqlite_foreign_keys(conn, on=False)
         _configure(conn)
         with context.begin_transaction():
             context.run_migrations()
