@@ -1,0 +1,55 @@
+"""``gembatch report``: how long things took, what failed, what it cost.
+
+- :mod:`gembatch.report.build` computes the figures (:func:`build_report`);
+- :mod:`gembatch.report.render` formats them (rich, JSON, CSV);
+- :mod:`gembatch.report.failed` finds the original requests of failed requests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console
+
+from gembatch.locations import Locations
+from gembatch.pricing import PriceTable
+from gembatch.report.build import JobReport, Report, Spread, build_report, percentile, summarize
+from gembatch.report.failed import collect_failed, request_history, write_failed
+from gembatch.report.render import render_report, report_json
+from gembatch.store import Store
+from gembatch.timeutil import now as utcnow
+
+
+def print_report(
+    store: Store,
+    locations: Locations,
+    console: Console,
+    *,
+    prices: PriceTable | None = None,
+    now: datetime | None = None,
+) -> Report:
+    """Build the report over every job and print it (the demo calls this).
+
+    ``locations`` is accepted for symmetry with the other entry points: result
+    paths in the database are absolute, so the report itself does not need it.
+    """
+    del locations
+    report = build_report(store, now or utcnow(), prices=prices)
+    console.print(render_report(report))
+    return report
+
+
+__all__ = [
+    "JobReport",
+    "Report",
+    "Spread",
+    "build_report",
+    "collect_failed",
+    "percentile",
+    "print_report",
+    "render_report",
+    "report_json",
+    "request_history",
+    "summarize",
+    "write_failed",
+]

@@ -1,0 +1,242 @@
+"""The original requests of every failed request, and a request's history across retries.
+
+Which requests count as failed, per job:
+
+- SUCCEEDED: every request whose result line is an error (or is malformed but
+  names its key), plus every input request with no result line at all.
+- FAILED and EXPIRED: every request of the job (the batch produced nothing usable;
+  if it did leave a result file, the requests that succeeded there are kept out).
+- CANCELLED: left out unless ``include_cancelled`` — someone stopped that job on
+  purpose, and rerunning it unasked would spend their money.
+- Jobs still in flight: never.
+
+Requests are taken from the job's input file (``Locations.resolve_input``) by
+``key``, byte for byte as they were written there. An input line without a key
+is known by its position (``"0"``, ``"1"`` …), as inline results name it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from gembatch import states
+from gembatch.atomic import atomic_writer
+from gembatch.locations import Locations
+from gembatch.models import Job
+from gembatch.resultstats import iter_result_lines, request_key
+from gembatch.store import Store
+
+RETRYABLE_STATES = frozenset({states.SUCCEEDED, states.FAILED, states.EXPIRED})
+
+
+@dataclass(frozen=True, slots=True)
+class JobRef:
+    id: int
+    input_file: str
+    model: str | None
+    state: str | None
+    result_path: str | None
+
+
+@dataclass
+class FailedSet:
+    """The failed requests of one job, as the input lines to resubmit."""
+
+    job: JobRef
+    input_path: Path
+    lines: list[bytes] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FailedScan:
+    sets: list[FailedSet] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def request_count(self) -> int:
+        return sum(len(s.lines) for s in self.sets)
+
+
+def iter_input(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(key, raw line) for each non-blank input line; a broken line raises ValueError."""
+    index = 0
+    with open(path, "rb") as stream:
+        for lineno, raw in enumerate(stream, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: not valid JSON") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{lineno}: not a JSON object")
+            key = request_key(obj.get("key"))
+            yield (
+                (key if key is not None else str(index)),
+                raw if raw.endswith(b"\n") else raw + b"\n",
+            )
+            index += 1
+
+
+def _result_keys(path: str) -> tuple[set[str], set[str]]:
+    """(keys that succeeded, keys that failed) in a result file.
+
+    Both sets hold only keys; a million-line file's keys take tens of megabytes,
+    acceptable for the one-off ``--failed``/``retry`` (the report itself keeps
+    only counters).
+    """
+    ok: set[str] = set()
+    bad: set[str] = set()
+    for line in iter_result_lines(path):
+        if line.key is None:
+            continue
+        (ok if line.kind == "succeeded" else bad).add(line.key)
+    # A key answered twice (should not happen) counts as answered if any answer succeeded.
+    return ok, bad - ok
+
+
+def failed_for_job(job: JobRef, locations: Locations) -> FailedSet:
+    """Read the job's results and input; raise OSError/ValueError when they cannot be read."""
+    input_path = locations.resolve_input(job.input_file)
+    selected = FailedSet(job, input_path)
+    ok: set[str] = set()
+    if job.result_path and Path(job.result_path).exists():
+        ok, _ = _result_keys(job.result_path)
+    elif job.state == states.SUCCEEDED:
+        raise OSError(f"{job.result_path or 'result file'}: not found")
+    for key, raw in iter_input(input_path):
+        if key not in ok:
+            selected.lines.append(raw)
+            selected.keys.append(key)
+    return selected
+
+
+def _refs(store: Store, job_ids: list[int] | None) -> list[JobRef]:
+    with store.reading() as session:
+        query = select(Job.id, Job.input_file, Job.model, Job.state, Job.result_path).order_by(
+            Job.id
+        )
+        if job_ids:
+            query = query.where(Job.id.in_(job_ids))
+        return [JobRef(*row) for row in session.execute(query)]
+
+
+def collect_failed(
+    store: Store,
+    locations: Locations,
+    *,
+    job_ids: list[int] | None = None,
+    include_cancelled: bool = False,
+) -> FailedScan:
+    """Every failed request of the chosen jobs (all jobs by default), grouped by job."""
+    wanted = set(RETRYABLE_STATES)
+    if include_cancelled:
+        wanted.add(states.CANCELLED)
+    scan = FailedScan()
+    for job in _refs(store, job_ids):
+        if job.state not in wanted:
+            if job_ids and not states.is_terminal(job.state):
+                scan.warnings.append(f"#{job.id} {job.input_file}: still {states.short(job.state)}")
+            continue
+        try:
+            selected = failed_for_job(job, locations)
+        except (OSError, ValueError) as exc:
+            scan.warnings.append(f"#{job.id} {job.input_file}: {exc}")
+            continue
+        if selected.lines:
+            scan.sets.append(selected)
+    return scan
+
+
+def write_failed(scan: FailedScan, target: Path) -> list[str]:
+    """Write every failed request as one input JSONL, atomically; returns warnings.
+
+    Keys stay as they were, so a key used by two jobs appears twice: the file is
+    still a valid input, but results can only be told apart by line, so say so.
+    """
+    seen: dict[str, int] = {}
+    clashes: list[str] = []
+    with atomic_writer(target, "wb") as handle:
+        for selected in scan.sets:
+            for key, raw in zip(selected.keys, selected.lines, strict=True):
+                if key in seen and seen[key] != selected.job.id and len(clashes) < 5:
+                    clashes.append(
+                        f"key {key!r} comes from jobs #{seen[key]} and #{selected.job.id}"
+                    )
+                seen.setdefault(key, selected.job.id)
+                handle.write(raw)
+    return clashes
+
+
+# --- a request's history -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    job_id: int
+    input_file: str
+    state: str | None
+    outcome: str  # succeeded, failed, no result, pending
+    detail: str = ""
+
+
+def _outcome(job: Job, key: str) -> tuple[str, str]:
+    if job.result_path and Path(job.result_path).exists():
+        for line in iter_result_lines(job.result_path):
+            if line.key != key:
+                continue
+            if line.kind == "succeeded":
+                return "succeeded", ""
+            if line.error is not None:
+                code, message = line.error
+                return "failed", f"{code}: {message}"
+            return "failed", "malformed result line"
+        return "no result", "key not in the result file"
+    if not states.is_terminal(job.state):
+        return "pending", states.short(job.state)
+    return "no result", states.short(job.state)
+
+
+def _has_key(job: Job, locations: Locations, key: str) -> bool:
+    try:
+        return any(k == key for k, _ in iter_input(locations.resolve_input(job.input_file)))
+    except (OSError, ValueError):
+        return False
+
+
+def request_history(store: Store, locations: Locations, job_id: int, key: str) -> list[Attempt]:
+    """Every attempt at request ``key`` of job ``job_id``: from the first job that
+    held it, through each retry (``jobs.retry_of_job_id``), oldest first."""
+    with store.reading() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return []
+        # Up to the original …
+        while job.retry_of_job_id is not None:
+            parent = session.get(Job, job.retry_of_job_id)
+            if parent is None:
+                break
+            job = parent
+        chain = [job]
+        # … then down through the retries that carried this key.
+        frontier = [job.id]
+        while frontier:
+            children = list(
+                session.scalars(
+                    select(Job).where(Job.retry_of_job_id.in_(frontier)).order_by(Job.id)
+                )
+            )
+            children = [c for c in children if _has_key(c, locations, key)]
+            chain.extend(children)
+            frontier = [c.id for c in children]
+    attempts = []
+    for item in chain:
+        outcome, detail = _outcome(item, key)
+        attempts.append(Attempt(item.id, item.input_file, item.state, outcome, detail))
+    return attempts
