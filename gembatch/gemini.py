@@ -23,6 +23,7 @@ and a 429 must slow every worker of the poller, not just the one that saw it
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
 import threading
@@ -308,16 +309,67 @@ class Gemini:
 
         return self._call("batches.create", create, retry=False)
 
+    def create_inline_batch(
+        self,
+        *,
+        model: str,
+        requests: list[dict[str, Any]],
+        display_name: str | None = None,
+    ) -> RemoteBatch:
+        """Create a batch whose requests travel in the call (``[{"key", "request"}]``).
+
+        Sent as the wire JSON (through the SDK's HTTP stack) rather than as the
+        SDK's ``InlinedRequest``: each ``request`` goes exactly as written in the
+        input file, in either field case, as a file-based batch would read it.
+        Never retried, like :meth:`create_batch`.
+        """
+        path = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+        batch: dict[str, Any] = {
+            "inputConfig": {
+                "requests": {
+                    "requests": [
+                        {"request": item["request"], "metadata": {"key": str(item["key"])}}
+                        for item in requests
+                    ]
+                }
+            }
+        }
+        if display_name:
+            batch["displayName"] = display_name
+        body = {"batch": batch}
+
+        def create() -> RemoteBatch:
+            response = self._client._api_client.request(
+                "post", f"{path}:batchGenerateContent", body, None
+            )
+            return parse_operation(json.loads(response.body) if response.body else {})
+
+        return self._call("batches.create", create, retry=False)
+
     # ----------------------------------------------------------------- files
 
-    def upload_file(self, path: Path, *, display_name: str | None = None) -> str:
-        """Upload a JSONL input; returns the remote file name (``files/...``)."""
+    def upload_file(
+        self,
+        path: Path,
+        *,
+        display_name: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
+        """Upload a JSONL input; returns the remote file name (``files/...``).
+
+        ``progress(bytes_sent)`` follows the upload as the SDK reads the file.
+        """
         config: dict[str, Any] = {"mime_type": "application/jsonl"}
         if display_name:
             config["display_name"] = display_name[:512]
 
         def upload() -> str:
-            uploaded = self._client.files.upload(file=str(path), config=config)  # type: ignore[arg-type]
+            if progress is None:
+                uploaded = self._client.files.upload(file=str(path), config=config)  # type: ignore[arg-type]
+            else:
+                # Each attempt reopens the file, so a retried upload starts from byte 0.
+                with _ProgressFile(path, progress, self.stop) as stream:
+                    uploaded = self._client.files.upload(file=stream, config=config)  # type: ignore[arg-type]
             if not uploaded.name:
                 raise RemoteError("files.upload: the API returned no file name")
             return uploaded.name
@@ -362,6 +414,22 @@ class Gemini:
                 return Download(path=temp_path, size=writer.size, sha256=writer.hexdigest())
 
         return self._call("files.download", attempt)
+
+
+class _ProgressFile(io.FileIO):
+    """The upload source: a plain file that reports how far the SDK has read it."""
+
+    def __init__(self, path: Path, progress: Callable[[int], None], stop: threading.Event) -> None:
+        super().__init__(path, "rb")
+        self._progress = progress
+        self._stop = stop
+
+    def read(self, size: int = -1) -> bytes:
+        if self._stop.is_set():
+            raise Interrupted("upload stopped")
+        data = super().read(size)
+        self._progress(self.tell())
+        return data or b""
 
 
 class _HashingWriter:

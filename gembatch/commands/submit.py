@@ -1,0 +1,161 @@
+"""``gembatch submit``: validate JSONL inputs, upload them, create batches, track them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from gembatch import remote_config
+from gembatch.cli_support import AppContext, pass_app
+from gembatch.gemini import Gemini, RetryPolicy
+from gembatch.inputs import MAX_INPUT_BYTES
+from gembatch.submit import DEFAULT_MODEL, MODEL_ENV, UNDONE, SubmitOptions, submit_files
+
+EXIT_INTERRUPTED = 130
+
+
+class CliSubmitReporter:
+    """Plain lines on stdout; an upload progress bar on stderr when it is a terminal."""
+
+    def __init__(self) -> None:
+        self._console = Console(stderr=True)
+
+    def line(self, text: str) -> None:
+        click.echo(text)
+
+    @contextlib.contextmanager
+    def upload(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
+        if not self._console.is_terminal:
+            yield lambda done: None
+            return
+        columns = (
+            TextColumn("uploading {task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=self._console, transient=True) as progress:
+            task = progress.add_task(label, total=total)
+            yield lambda done: progress.update(task, completed=done)
+
+
+@click.command("submit")
+@click.argument("files", nargs=-1, type=click.Path(path_type=str))
+@click.option(
+    "-m",
+    "--model",
+    default=lambda: os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
+    show_default=f"{DEFAULT_MODEL}, env {MODEL_ENV}",
+    help="Model for every request.",
+)
+@click.option(
+    "--display-name",
+    default=None,
+    metavar="NAME",
+    help="Label for the batches (a short unique suffix is always added).",
+)
+@click.option("--force", is_flag=True, help="Submit files that were already submitted.")
+@click.option(
+    "--split",
+    is_flag=True,
+    help="Split inputs larger than the API accepts into NAME.part-001.jsonl, ... "
+    "(default: refuse them).",
+)
+@click.option(
+    "--inline", is_flag=True, help="Send the requests in the create call (small inputs, <20 MB)."
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=1),
+    default=MAX_INPUT_BYTES,
+    hidden=True,
+    help="Largest input file the API accepts (for tests).",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="API endpoint [env GOOGLE_GEMINI_BASE_URL; default: the Gemini API].",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=5,
+    show_default=True,
+    help="Extra attempts on 429/5xx (a create is retried only after checking it made nothing).",
+)
+@pass_app
+def submit(
+    app: AppContext,
+    files: tuple[str, ...],
+    model: str,
+    display_name: str | None,
+    force: bool,
+    split: bool,
+    inline: bool,
+    max_bytes: int,
+    base_url: str | None,
+    retries: int,
+) -> None:
+    """Submit JSONL request files as batch jobs and track them.
+
+    Every line must be a JSON object with a unique "key" and a "request" object;
+    a bad line stops everything before anything is uploaded. A file already
+    submitted with the same content is skipped (--force submits it again).
+    Without FILES, only settles submissions an interrupted run left behind.
+    """
+    ctx = click.get_current_context()
+    options = SubmitOptions(
+        model=model,
+        display_name=display_name,
+        force=force,
+        split=split,
+        inline=inline,
+        max_bytes=max_bytes,
+        create_attempts=retries + 1,
+    )
+    pairs = [(Path(name), name) for name in files]
+    endpoint = remote_config.base_url(base_url)
+    key = remote_config.api_key()
+    store = app.store()
+    gemini = Gemini(key, base_url=endpoint, retry=RetryPolicy(attempts=retries + 1))
+    try:
+        report = submit_files(store, gemini, app.locations, pairs, options, CliSubmitReporter())
+    except KeyboardInterrupt:
+        gemini.stop.set()
+        click.echo(
+            "\ninterrupted: run `gembatch submit` again; it settles what was in flight first",
+            err=True,
+        )
+        ctx.exit(EXIT_INTERRUPTED)
+    finally:
+        gemini.close()
+    made = report.count("submitted") + report.count("adopted")
+    parts = [f"{made} submitted", f"{report.count('skipped')} skipped"]
+    if report.count(UNDONE):
+        parts.append(f"{report.count(UNDONE)} interrupted earlier and undone")
+    if report.failed:
+        parts.append(f"{report.failed} failed")
+    click.echo(f"done: {', '.join(parts)}")
+    if made:
+        click.echo("next: `gembatch poll` downloads the results as the jobs finish")
+    if report.failed:
+        click.echo("some submissions failed; see above and `gembatch status`", err=True)
+        ctx.exit(1)
+
+
+command = submit
