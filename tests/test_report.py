@@ -342,3 +342,12 @@ def test_print_report_renders_everything(ws: Workspace) -> None:
     assert "warning: #2 batch/structured.jsonl: the API counted 4 succeeded" in text
     assert "Cost is an estimate" in text
     assert "timeline" in text
+
+
+def test_long_job_lists_show_the_troubled_jobs_first(ws: Workspace) -> None:
+    from gembatch.report.render import shown_jobs
+
+    report = build_report(ws.store, NOW)
+    # #2 has warnings, #3 failed requests, #4 requests without result.
+    assert [job.id for job in shown_jobs(report, 2)] == [2, 3]
+    assert len(shown_jobs(report, None)) == 6

@@ -63,6 +63,7 @@ def price_table(prices: tuple[str, ...], discount_pct: float) -> PriceTable:
 @click.option(
     "--timeline-rows", type=int, default=40, show_default=True, help="Most jobs the timeline draws."
 )
+@click.option("--all", "show_all", is_flag=True, help="List every job, not just the first 50.")
 @click.option("--refresh", is_flag=True, help="Re-read every result file, ignoring the cache.")
 @click.option(
     "--failed",
@@ -87,6 +88,7 @@ def report(
     discount: float,
     no_timeline: bool,
     timeline_rows: int,
+    show_all: bool,
     refresh: bool,
     failed: bool,
     output: Path | None,
@@ -142,6 +144,7 @@ def report(
             by=by or ("model", "state"),
             timeline=not no_timeline,
             timeline_rows=timeline_rows,
+            job_rows_max=None if show_all else 50,
         )
     )
 

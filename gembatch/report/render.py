@@ -104,7 +104,23 @@ def summary_table(report: Report) -> Table:
     return table
 
 
-def jobs_table(report: Report, tz: tzinfo | None = None) -> Table:
+def shown_jobs(report: Report, max_rows: int | None) -> list[JobReport]:
+    """All jobs in id order, or the ``max_rows`` that need a look most: jobs with
+    failed requests, requests without a result or warnings first (a rich table of
+    1,000 rows takes most of a second to lay out; --csv/--json give every row)."""
+    if max_rows is None or len(report.jobs) <= max_rows:
+        return list(report.jobs)
+
+    def attention(job: JobReport) -> tuple[int, int]:
+        trouble = bool(job.failed or job.not_run or job.warnings)
+        return (0 if trouble else 1, job.id)
+
+    return sorted(sorted(report.jobs, key=attention)[:max_rows], key=lambda job: job.id)
+
+
+def jobs_table(
+    report: Report, tz: tzinfo | None = None, jobs: list[JobReport] | None = None
+) -> Table:
     table = Table(header_style="bold", pad_edge=False, box=None)
     for name, right in (
         ("#", True),
@@ -122,7 +138,7 @@ def jobs_table(report: Report, tz: tzinfo | None = None) -> Table:
         ("retry of", True),
     ):
         table.add_column(name, justify="right" if right else "left", no_wrap=name != "input file")
-    for job in report.jobs:
+    for job in report.jobs if jobs is None else jobs:
         created = (
             job.create_time.astimezone(tz).strftime("%Y-%m-%d %H:%M") if job.create_time else ""
         )
@@ -204,11 +220,22 @@ def render_report(
     timeline: bool = True,
     timeline_rows: int | None = 40,
     show_jobs: bool = True,
+    job_rows_max: int | None = 50,
 ) -> RenderableType:
     """Summary, the per-job table, totals by model and state, errors, warnings, timeline."""
     parts: list[RenderableType] = [summary_table(report), Text("")]
     if show_jobs and report.jobs:
-        parts += [jobs_table(report, tz), Text("")]
+        shown = shown_jobs(report, job_rows_max)
+        parts.append(jobs_table(report, tz, shown))
+        if len(shown) < len(report.jobs):
+            parts.append(
+                Text(
+                    f"… {len(report.jobs) - len(shown):,} more jobs without failures"
+                    " (--all shows every job; --csv and --json always do)",
+                    style="dim",
+                )
+            )
+        parts.append(Text(""))
     if "model" in by and report.jobs:
         parts += [group_table("by model", report.by_model), Text("")]
     if "state" in by and report.jobs:

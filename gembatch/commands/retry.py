@@ -1,0 +1,69 @@
+"""``gembatch retry``: resubmit only the failed requests, as new jobs linked to the originals."""
+
+from __future__ import annotations
+
+import click
+
+from gembatch import remote_config
+from gembatch.cli_support import AppContext, pass_app
+from gembatch.gemini import Gemini
+from gembatch.retry import retry_failed
+
+EXIT_INTERRUPTED = 130
+
+
+@click.command("retry")
+@click.argument("job_ids", metavar="[JOB]...", nargs=-1, type=int)
+@click.option(
+    "--include-cancelled", is_flag=True, help="Also resubmit the requests of cancelled jobs."
+)
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="API endpoint [env GOOGLE_GEMINI_BASE_URL; default: the Gemini API].",
+)
+@pass_app
+def retry(
+    app: AppContext, job_ids: tuple[int, ...], include_cancelled: bool, base_url: str | None
+) -> None:
+    """Submit the failed requests of JOBs (default: every finished job) as new jobs.
+
+    Failed means an error line, no result line, or a job that failed or expired.
+    Each new job is linked to its original; `gembatch poll` then tracks it.
+    """
+    ctx = click.get_current_context()
+    endpoint = remote_config.base_url(base_url)
+    key = remote_config.api_key()
+    store = app.store()
+    gemini = Gemini(key, base_url=endpoint)
+    try:
+        result = retry_failed(
+            store,
+            gemini,
+            app.locations,
+            job_ids=list(job_ids) or None,
+            include_cancelled=include_cancelled,
+        )
+    except KeyboardInterrupt:
+        gemini.stop.set()
+        click.echo("\ninterrupted; rerun `gembatch retry` to finish", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
+    finally:
+        gemini.close()
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not result.retried:
+        click.echo("nothing to retry: no failed requests")
+        return
+    for item in result.retried:
+        new = f" -> job #{item.job_id}" if item.job_id else ""
+        click.echo(
+            f"#{item.original_id}: {item.requests:,} requests in {item.input_file}: "
+            f"{item.status}{new} ({item.message})"
+        )
+    if result.failed:
+        ctx.exit(1)
+
+
+command = retry
