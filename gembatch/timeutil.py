@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 UTC = timezone.utc
 
-# Python < 3.11 fromisoformat() rejects "Z" and more than 6 fractional digits; the
-# API sends nanoseconds ("2026-01-06T11:09:11.943530657Z").
-_FRACTION = re.compile(r"(\.\d{6})\d+")
+# Python < 3.11 fromisoformat() rejects "Z" and takes exactly 3 or 6 fractional
+# digits; the API sends nanoseconds ("2026-01-06T11:09:11.943530657Z").
+_FRACTION = re.compile(r"\.(\d+)")
 
 
 def now() -> datetime:
@@ -30,7 +30,7 @@ def parse_timestamp(value: str) -> datetime:
         raise ValueError("empty timestamp")
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
-    text = _FRACTION.sub(r"\1", text)
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.astimezone()  # naive -> local time of this machine
