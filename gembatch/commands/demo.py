@@ -1,0 +1,45 @@
+"""``gembatch demo``: submit, poll, download and report, against a local emulator."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gembatch.demo import DEFAULT_DIR, expected_counts, run_demo
+
+EXIT_INTERRUPTED = 130
+
+
+@click.command("demo")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DIR,
+    show_default=True,
+    help="Workspace to create (an empty directory, or a previous demo's).",
+)
+@click.option("--fast", is_flag=True, hidden=True, help="Finish in seconds (for tests).")
+def demo(directory: Path, fast: bool) -> None:
+    """See everything work in one command: no API key, no network.
+
+    Starts a local emulator of the Gemini Batch API, writes example inputs,
+    submits them, polls until done (about 30 seconds), downloads the results
+    and prints the report.
+    """
+    ctx = click.get_current_context()
+    try:
+        result = run_demo(directory, sys.stdout, fast=fast)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: the demo emulator is gone; run `gembatch demo` again", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
+    expected = expected_counts()
+    got = {state: result.counts.get(state, 0) for state in expected}
+    if not result.ok or got != expected:
+        click.echo(f"the demo did not end as expected: {got} (expected {expected})", err=True)
+        ctx.exit(1)
+
+
+command = demo
