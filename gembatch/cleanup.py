@@ -58,20 +58,7 @@ class CleanupResult:
 
 def results_safe(job: Job) -> bool:
     """Results recorded and still on disk, or none to keep (same rules as the poller)."""
-    item = tracker.WorkItem(
-        id=job.id,
-        batch_name=job.batch_name or "",
-        input_file=job.input_file,
-        state=job.state,
-        dest_file_name=job.dest_file_name,
-        dest_inline=bool(job.dest_inline),
-        uploaded_file_name=job.uploaded_file_name,
-        downloaded=job.downloaded_at is not None,
-        result_path=job.result_path,
-        result_size=job.result_size,
-        cleaned=job.cleaned_at is not None,
-        error_count=job.error_count or 0,
-    )
+    item = tracker.work_item(job)
     if not item.terminal or item.needs_download():
         return False
     return not item.result_path or still_on_disk(item.result_path, item.result_size)

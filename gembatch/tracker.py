@@ -74,7 +74,8 @@ class WorkItem:
         return self.terminal and not self.cleaned and not keep_remote
 
 
-def _item(job: Job) -> WorkItem:
+def work_item(job: Job) -> WorkItem:
+    """A detached copy of what the poll rules look at."""
     return WorkItem(
         id=job.id,
         batch_name=job.batch_name or "",
@@ -149,7 +150,7 @@ def claim(
                 .where(Job.id.in_(chunk), Job.lease_owner == owner, work_filter(keep_remote))
                 .order_by(Job.id)
             )
-            won.extend(_item(job) for job in session.scalars(query))
+            won.extend(work_item(job) for job in session.scalars(query))
     return won
 
 
@@ -226,7 +227,7 @@ def release(store: Store, ids: Sequence[int], owner: str) -> None:
 
 def refresh(store: Store, job_id: int) -> WorkItem:
     with store.reading() as session:
-        return _item(session.get_one(Job, job_id))
+        return work_item(session.get_one(Job, job_id))
 
 
 def _event(
@@ -308,7 +309,7 @@ def apply_remote(store: Store, job_id: int, remote: RemoteBatch) -> StateChange:
             message = remote.error_message if states.is_terminal(job.state) else None
             _event(session, job, EVENT_STATE_CHANGE, message, old=old, new=job.state)
         session.flush()
-        return StateChange(old=old, new=job.state, item=_item(job))
+        return StateChange(old=old, new=job.state, item=work_item(job))
 
 
 def record_download(
@@ -325,7 +326,7 @@ def record_download(
         job.error_count = 0
         _event(session, job, EVENT_DOWNLOADED, note, old=job.state, new=job.state)
         session.flush()
-        return _item(job)
+        return work_item(job)
 
 
 def forget_download(store: Store, job_id: int, reason: str) -> None:
