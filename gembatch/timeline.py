@@ -74,6 +74,14 @@ def _column(at: datetime, t0: datetime, span: float, area: int) -> float:
     return (at - t0).total_seconds() / span * area
 
 
+def _clip_label(text: str, width: int) -> str:
+    """Shorten from the left but keep a leading ``#id`` so rows stay identifiable."""
+    prefix, space, rest = text.partition(" ")
+    if space and prefix.startswith("#") and len(prefix) + 2 < width:
+        return f"{prefix} {clip_left(rest, width - len(prefix) - 1)}"
+    return clip_left(text, width)
+
+
 def _line(
     bar: Bar, start: datetime, end: datetime, t0: datetime, span: float, area: int, label: int
 ) -> Text:
@@ -83,7 +91,7 @@ def _line(
     split = first
     if bar.running_at is not None:
         split = min(last, max(first, round(_column(ensure_utc(bar.running_at), t0, span, area))))  # type: ignore[arg-type]
-    line = Text(clip_left(bar.label, label).ljust(label), style="")
+    line = Text(_clip_label(bar.label, label).ljust(label), style="")
     line.append(" ")
     line.append(look.symbol, style=look.style)
     line.append(" ")

@@ -43,7 +43,7 @@ def _num(value: int | None) -> str:
 
 
 def _rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.1f}"
+    return "n/a" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
 def _spread_cells(spread: Spread) -> list[str]:
