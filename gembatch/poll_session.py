@@ -3,6 +3,9 @@
 ``gembatch poll`` and ``gembatch demo`` both go through :func:`run_poll`, so
 the two can never drift apart. The caller owns the :class:`Gemini` client
 and turns ``KeyboardInterrupt`` into exit 130.
+
+The screen is chosen here: the live dashboard on a terminal, plain timestamped
+lines otherwise (pipes, cron, CI, ``TERM=dumb``), or as the caller forces it.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import TextIO
 
+from rich.console import Console
+
 from gembatch import states, tracker
 from gembatch.exporter import export_jobinfo
 from gembatch.gemini import Gemini
 from gembatch.importer import import_jobinfo
+from gembatch.live_view import LiveReporter, LiveView, wants_live
 from gembatch.locations import Locations
 from gembatch.poll_lines import LineReporter
 from gembatch.poller import CycleResult, Poller, PollOptions, Reporter, RunSummary
@@ -95,8 +101,17 @@ def run_poll(
     interval: float,
     once: bool,
     out: TextIO,
+    live: bool | None = None,
 ) -> RunSummary:
-    """Poll until done (or once), reporting as plain timestamped lines on ``out``."""
+    """Poll until done (or once), showing progress on ``out``.
+
+    ``live``: True for the dashboard, False for plain timestamped lines, None to
+    decide from ``out`` (the dashboard when it is a terminal and TERM is not dumb).
+    """
+    if live is None:
+        live = wants_live(out)
+    if live:
+        return _run_live(store, gemini, locations, options, interval=interval, once=once, out=out)
     reporter = LineReporter(out)
     poller = make_poller(store, gemini, locations, options, reporter)
 
@@ -113,8 +128,45 @@ def run_poll(
         summary = poller.run(interval=interval, once=once, on_cycle=on_cycle)
     reporter.line(f"done: {summary_text(store, summary)}")
     if summary.given_up:
-        reporter.line(
-            f"{len(summary.given_up)} jobs kept failing and were left for the next run; "
-            "see `gembatch status`"
+        reporter.line(given_up_text(summary))
+    return summary
+
+
+def given_up_text(summary: RunSummary) -> str:
+    return (
+        f"{len(summary.given_up)} jobs kept failing and were left for the next run; "
+        "see `gembatch status`"
+    )
+
+
+def _run_live(
+    store: Store,
+    gemini: Gemini,
+    locations: Locations,
+    options: PollOptions,
+    *,
+    interval: float,
+    once: bool,
+    out: TextIO,
+) -> RunSummary:
+    """The same run behind the live dashboard; the final frame stays on screen afterwards."""
+    # Forced: ``live=True`` on something that is not a terminal still gets frames.
+    console = Console(file=out, force_terminal=True)
+    view = LiveView(store, console, mode="poll")
+    poller = make_poller(store, gemini, locations, options, LiveReporter(view))
+
+    def on_cycle(result: CycleResult, remaining: int, next_in: float | None) -> None:
+        view.cycle_done(result.newly_terminal, next_in)
+
+    # Leaving the ``with`` restores the terminal before anything else prints
+    # (on Ctrl+C, the caller's resume hint).
+    with sigterm_as_interrupt(), view:
+        summary = poller.run(
+            interval=interval, once=once, on_cycle=on_cycle, on_tick=view.countdown
         )
+        text = summary_text(store, summary)
+        if summary.given_up:
+            text += f"; {given_up_text(summary)}"
+        view.finish(text)
+    view.print_final()
     return summary

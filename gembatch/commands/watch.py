@@ -1,0 +1,58 @@
+"""``gembatch watch``: the poll dashboard, read-only, for a second terminal."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from gembatch import timeutil
+from gembatch.cli_support import AppContext, pass_app
+from gembatch.dashboard import DashboardInfo, render_dashboard
+from gembatch.live_view import LiveView, db_display_name, run_watch, wants_live
+from gembatch.poll_session import sigterm_as_interrupt
+from gembatch.snapshot import load_snapshot
+
+# Without a terminal there is no size to fit: one frame tall enough for a
+# screenful of rows, as wide as a wide terminal.
+_PIPE_SIZE = (160, 60)
+
+
+@click.command("watch")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.2),
+    default=2.0,
+    show_default=True,
+    help="Seconds between reads of the database.",
+)
+@pass_app
+def watch(app: AppContext, interval: float) -> None:
+    """Show the poll dashboard, read-only, while another process polls.
+
+    Reads the database only, never the API. Ctrl+C (or SIGTERM) stops it with
+    exit status 0: nothing is interrupted. Without a terminal, prints one frame
+    and exits.
+    """
+    store = app.store()
+    stdout = sys.stdout
+    name = db_display_name(store)
+    if not wants_live(stdout):
+        with store.reading() as session:
+            snapshot = load_snapshot(session)
+        width, height = _PIPE_SIZE
+        console = Console(file=stdout, width=width, height=height)
+        info = DashboardInfo(db_name=name, mode="watch")
+        console.print(render_dashboard(snapshot, timeutil.now(), info=info, height=height))
+        return
+    view = LiveView(store, Console(file=stdout), mode="watch", db_name=name)
+    try:
+        with sigterm_as_interrupt(), view:
+            run_watch(view, interval=interval)
+    except KeyboardInterrupt:
+        # Ending a read-only view is the normal way out, not an interruption.
+        return
+
+
+command = watch
