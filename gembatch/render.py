@@ -33,6 +33,7 @@ ERROR_WIDTH = 60
 # White on red: a red ✗ or a red error would vanish on a red background.
 CHECKING_STYLE = "bold white on red"
 TIME_FORMAT = "%Y-%m-%d %H:%M"
+COMPACT_TIME_FORMAT = "%m-%d %H:%M"
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,10 +244,10 @@ def _style(name: str) -> Style:
     return style
 
 
-def _time_cell(value: datetime | None, tz: tzinfo | None) -> str:
+def _time_cell(value: datetime | None, tz: tzinfo | None, fmt: str = TIME_FORMAT) -> str:
     if value is None:
         return ""
-    return ensure_utc(value).astimezone(tz).strftime(TIME_FORMAT)  # type: ignore[union-attr]
+    return ensure_utc(value).astimezone(tz).strftime(fmt)  # type: ignore[union-attr]
 
 
 def _duration_style(duration: Duration) -> str:
@@ -313,6 +314,8 @@ class Column:
     styles: list[str]
     right: bool = False
     width: int = 0
+    # Shorter cells to switch to before the column would be dropped (times without the year).
+    compact: list[str] | None = None
 
     def natural(self) -> int:
         return max([cell_len(self.name), *(cell_len(cell) for cell in self.cells)])
@@ -336,8 +339,18 @@ def status_columns(jobs: list[JobView], now: datetime, tz: tzinfo | None) -> lis
         Column(
             "state", [f"{look.symbol} {look.label}" for look in looks], [lk.style for lk in looks]
         ),
-        Column("created", [_time_cell(job.create_time, tz) for job in jobs], [""] * n),
-        Column("ended", [_time_cell(job.end_time, tz) for job in jobs], [""] * n),
+        Column(
+            "created",
+            [_time_cell(job.create_time, tz) for job in jobs],
+            [""] * n,
+            compact=[_time_cell(job.create_time, tz, COMPACT_TIME_FORMAT) for job in jobs],
+        ),
+        Column(
+            "ended",
+            [_time_cell(job.end_time, tz) for job in jobs],
+            [""] * n,
+            compact=[_time_cell(job.end_time, tz, COMPACT_TIME_FORMAT) for job in jobs],
+        ),
         Column(
             "duration",
             [str(d) for d in durations],
@@ -374,6 +387,11 @@ def fit_columns(columns: list[Column], width: int | None) -> list[Column]:
         for c in kept
         if c.name in flexible
     )
+    if room() < wanted:
+        for column in kept:
+            if column.compact is not None:
+                column.cells = column.compact
+                column.width = column.natural()
     for name in _OPTIONAL:
         if room() >= wanted:
             break
