@@ -227,7 +227,7 @@ def order_jobs(
 # Two spaces between columns, none at the edges (like rich's SIMPLE_HEAD box).
 _GAP = "  "
 _INPUT_MIN = 16
-_ERROR_MIN = 20
+_ERROR_MIN = 16
 # Dropped in this order when the terminal is too narrow: the duration and the
 # create time still tell when a job ran.
 _OPTIONAL = ("ended", "created", "requests")
