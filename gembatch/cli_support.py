@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from gembatch import remote_config
 from gembatch.locations import Locations
 from gembatch.store import Store, open_store
 
@@ -30,4 +33,30 @@ class AppContext:
             self._store = None
 
 
+if TYPE_CHECKING:
+    from gembatch.gemini import Gemini
+
+F = TypeVar("F", bound=Callable[..., Any])
+
 pass_app = click.make_pass_decorator(AppContext)
+
+base_url_option = click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="API endpoint [env GOOGLE_GEMINI_BASE_URL; default: the Gemini API].",
+)
+
+
+def retries_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--retries", type=click.IntRange(0, 20), default=5, show_default=True, help=help
+    )
+
+
+def make_gemini(base_url: str | None, retries: int = 5) -> Gemini:
+    """The one API client of a command: key and endpoint from flags and environment."""
+    from gembatch.gemini import Gemini, RetryPolicy
+
+    endpoint = remote_config.base_url(base_url)
+    return Gemini(remote_config.api_key(), base_url=endpoint, retry=RetryPolicy(retries + 1))

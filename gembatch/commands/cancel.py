@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import click
 
-from gembatch import remote_config
 from gembatch.cancel import cancel_jobs, describe, open_job_ids, resolve_jobs
-from gembatch.cli_support import AppContext, pass_app
+from gembatch.cli_support import AppContext, base_url_option, make_gemini, pass_app
 from gembatch.errors import BadInput
-from gembatch.gemini import Gemini, RetryPolicy
 
 
 @click.command("cancel")
 @click.argument("jobs", nargs=-1)
 @click.option("--all", "cancel_all", is_flag=True, help="Cancel every job that has not finished.")
-@click.option(
-    "--base-url",
-    default=None,
-    metavar="URL",
-    help="API endpoint [env GOOGLE_GEMINI_BASE_URL; default: the Gemini API].",
-)
+@base_url_option
 @pass_app
 def cancel(app: AppContext, jobs: tuple[str, ...], cancel_all: bool, base_url: str | None) -> None:
     """Cancel running jobs: JOB is a job id, a batch name or an input file."""
@@ -30,8 +23,7 @@ def cancel(app: AppContext, jobs: tuple[str, ...], cancel_all: bool, base_url: s
     if not ids:
         click.echo("nothing to cancel: no job is running")
         return
-    endpoint = remote_config.base_url(base_url)
-    gemini = Gemini(remote_config.api_key(), base_url=endpoint, retry=RetryPolicy())
+    gemini = make_gemini(base_url)
     try:
         outcomes = cancel_jobs(store, gemini, app.locations, ids)
     finally:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import click
 
-from gembatch import remote_config
 from gembatch.cleanup import CleanupPlan, Resource, execute, plan_cleanup
-from gembatch.cli_support import AppContext, pass_app
+from gembatch.cli_support import AppContext, base_url_option, make_gemini, pass_app
 from gembatch.exporter import export_jobinfo
-from gembatch.gemini import Gemini, RetryPolicy
 
 
 def _show(resources: list[Resource], *, kept: bool) -> None:
@@ -40,12 +38,7 @@ def _show_plan(plan: CleanupPlan) -> None:
     is_flag=True,
     help="Also delete finished jobs whose results were never downloaded (never running ones).",
 )
-@click.option(
-    "--base-url",
-    default=None,
-    metavar="URL",
-    help="API endpoint [env GOOGLE_GEMINI_BASE_URL; default: the Gemini API].",
-)
+@base_url_option
 @pass_app
 def cleanup(
     app: AppContext,
@@ -61,8 +54,7 @@ def cleanup(
     ever deleted; nothing whose results are not on disk without --force.
     """
     store = app.store()
-    endpoint = remote_config.base_url(base_url)
-    gemini = Gemini(remote_config.api_key(), base_url=endpoint, retry=RetryPolicy())
+    gemini = make_gemini(base_url)
     try:
         plan = plan_cleanup(store, gemini, include_untracked=include_untracked, force=force)
         _show_plan(plan)

@@ -6,9 +6,13 @@ import sys
 
 import click
 
-from gembatch import remote_config
-from gembatch.cli_support import AppContext, pass_app
-from gembatch.gemini import Gemini, RetryPolicy
+from gembatch.cli_support import (
+    AppContext,
+    base_url_option,
+    make_gemini,
+    pass_app,
+    retries_option,
+)
 from gembatch.poll_session import RESUME_HINT, run_poll
 from gembatch.poller import PollOptions
 
@@ -34,12 +38,7 @@ EXIT_INTERRUPTED = 130
 @click.option(
     "--keep-remote", is_flag=True, help="Download results but never delete remote batches or files."
 )
-@click.option(
-    "--base-url",
-    default=None,
-    metavar="URL",
-    help="API endpoint [env GOOGLE_GEMINI_BASE_URL; default: the Gemini API].",
-)
+@base_url_option
 @click.option(
     "--max-errors",
     type=click.IntRange(1),
@@ -47,13 +46,7 @@ EXIT_INTERRUPTED = 130
     show_default=True,
     help="Consecutive errors after which a job is left for the next run.",
 )
-@click.option(
-    "--retries",
-    type=click.IntRange(0, 20),
-    default=5,
-    show_default=True,
-    help="Extra attempts per API call on 429, 5xx, timeouts and dropped connections.",
-)
+@retries_option("Extra attempts per API call on 429, 5xx, timeouts and dropped connections.")
 @click.option(
     "--live/--plain",
     "live",
@@ -77,10 +70,8 @@ def poll(
     A rerun resumes exactly where the last one stopped.
     """
     ctx = click.get_current_context()
-    endpoint = remote_config.base_url(base_url)
-    key = remote_config.api_key()
+    gemini = make_gemini(base_url, retries)
     store = app.store()
-    gemini = Gemini(key, base_url=endpoint, retry=RetryPolicy(attempts=retries + 1))
     options = PollOptions(concurrency=concurrency, keep_remote=keep_remote, max_errors=max_errors)
     try:
         summary = run_poll(

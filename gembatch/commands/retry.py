@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gembatch import remote_config
-from gembatch.cli_support import AppContext, pass_app
-from gembatch.gemini import Gemini
+from gembatch.cli_support import AppContext, base_url_option, make_gemini, pass_app
 from gembatch.retry import retry_failed
 
 EXIT_INTERRUPTED = 130
@@ -17,12 +15,7 @@ EXIT_INTERRUPTED = 130
 @click.option(
     "--include-cancelled", is_flag=True, help="Also resubmit the requests of cancelled jobs."
 )
-@click.option(
-    "--base-url",
-    default=None,
-    metavar="URL",
-    help="API endpoint [env GOOGLE_GEMINI_BASE_URL; default: the Gemini API].",
-)
+@base_url_option
 @pass_app
 def retry(
     app: AppContext, job_ids: tuple[int, ...], include_cancelled: bool, base_url: str | None
@@ -33,10 +26,8 @@ def retry(
     Each new job is linked to its original; `gembatch poll` then tracks it.
     """
     ctx = click.get_current_context()
-    endpoint = remote_config.base_url(base_url)
-    key = remote_config.api_key()
+    gemini = make_gemini(base_url)
     store = app.store()
-    gemini = Gemini(key, base_url=endpoint)
     try:
         result = retry_failed(
             store,

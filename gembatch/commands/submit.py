@@ -18,9 +18,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from gembatch import remote_config
-from gembatch.cli_support import AppContext, pass_app
-from gembatch.gemini import Gemini, RetryPolicy
+from gembatch.cli_support import (
+    AppContext,
+    base_url_option,
+    make_gemini,
+    pass_app,
+    retries_option,
+)
 from gembatch.inputs import MAX_INPUT_BYTES
 from gembatch.submit import DEFAULT_MODEL, MODEL_ENV, UNDONE, SubmitOptions, submit_files
 
@@ -85,18 +89,9 @@ class CliSubmitReporter:
     hidden=True,
     help="Largest input file the API accepts (for tests).",
 )
-@click.option(
-    "--base-url",
-    default=None,
-    metavar="URL",
-    help="API endpoint [env GOOGLE_GEMINI_BASE_URL; default: the Gemini API].",
-)
-@click.option(
-    "--retries",
-    type=click.IntRange(0, 20),
-    default=5,
-    show_default=True,
-    help="Extra attempts on 429/5xx (a create is retried only after checking it made nothing).",
+@base_url_option
+@retries_option(
+    "Extra attempts on 429/5xx (a create is retried only after checking it made nothing)."
 )
 @pass_app
 def submit(
@@ -129,10 +124,8 @@ def submit(
         create_attempts=retries + 1,
     )
     pairs = [(Path(name), name) for name in files]
-    endpoint = remote_config.base_url(base_url)
-    key = remote_config.api_key()
+    gemini = make_gemini(base_url, retries)
     store = app.store()
-    gemini = Gemini(key, base_url=endpoint, retry=RetryPolicy(attempts=retries + 1))
     try:
         report = submit_files(store, gemini, app.locations, pairs, options, CliSubmitReporter())
     except KeyboardInterrupt:
