@@ -70,16 +70,28 @@ def make_poller(
 ) -> Poller:
     """A poller that merges job-info.jsonl before each cycle and exports it after changes."""
 
+    reported: set[tuple[int, str]] = set()
+
     def merge() -> int:
         if not locations.job_info.exists():
             return 0
         report = import_jobinfo(
             store, locations.job_info, skip_bad=True, base_dir=locations.base_dir
         )
+        # A bad line stays until the next export moves it aside: say so once.
+        for bad in report.bad:
+            if (bad.line, bad.reason) not in reported:
+                reported.add((bad.line, bad.reason))
+                reporter.note(f"{bad.file}:{bad.line}: {bad.reason} (line skipped)")
         return report.new
 
     def export() -> None:
-        export_jobinfo(store, locations.job_info, base_dir=locations.base_dir)
+        report = export_jobinfo(store, locations.job_info, base_dir=locations.base_dir)
+        if report.rejected:
+            reporter.note(
+                f"{report.rejected} bad line(s) moved from {locations.job_info.name} "
+                f"to {report.rejected_path} so the file stays readable"
+            )
 
     return Poller(
         store,

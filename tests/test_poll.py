@@ -365,3 +365,19 @@ def test_api_key_reaches_no_file_and_no_output(emulator: Emulator, workdir: Path
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
     assert all(secret not in (r.path + r.method) for r in emulator.stats().recent)
+
+
+def test_bad_job_info_line_is_reported_and_kept_aside(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    made = make_jobs(emulator, workdir, 1)
+    emulator.finish_all()
+    with open(workdir / "job-info.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"input_file": "x.jsonl", "batch": {"name": "batches/cut\n')
+    result = poll(emulator, run_cli=run_cli)
+    assert result.exit_code == 0, result.output
+    assert "job-info.jsonl:2: not JSON" in result.output
+    assert "moved from job-info.jsonl" in result.output
+    lines = (workdir / "job-info.jsonl").read_text().splitlines()
+    assert [json.loads(line)["batch"]["name"] for line in lines] == [made[0].batch_name]
+    assert "batches/cut" in (workdir / "job-info.jsonl.rejected").read_text()
