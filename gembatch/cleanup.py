@@ -21,8 +21,9 @@ from sqlalchemy import select
 
 from gembatch import states, tracker
 from gembatch.gemini import Gemini, NotFound, RemoteError
+from gembatch.locations import Locations
 from gembatch.models import Job
-from gembatch.results import still_on_disk
+from gembatch.results import results_safe
 from gembatch.store import Store
 from gembatch.submit import FAILED, PENDING
 
@@ -56,12 +57,9 @@ class CleanupResult:
     cleaned_jobs: int = 0
 
 
-def results_safe(job: Job) -> bool:
-    """Results recorded and still on disk, or none to keep (same rules as the poller)."""
-    item = tracker.work_item(job)
-    if not item.terminal or item.needs_download():
-        return False
-    return not item.result_path or still_on_disk(item.result_path, item.result_size)
+def _safe(job: Job, locations: Locations) -> bool:
+    """The poller's own rule (:func:`gembatch.results.results_safe`), on a row."""
+    return results_safe(tracker.work_item(job), locations)
 
 
 def _job_resources(job: Job) -> list[tuple[str, str, str]]:
@@ -78,6 +76,7 @@ def _job_resources(job: Job) -> list[tuple[str, str, str]]:
 def plan_cleanup(
     store: Store,
     gemini: Gemini | None,
+    locations: Locations,
     *,
     include_untracked: bool = False,
     force: bool = False,
@@ -107,8 +106,13 @@ def plan_cleanup(
             reason = f"still {states.short(job.state)}: never deleted before it finishes"
             plan.keep.extend(Resource(k, n, w, job.id, reason) for k, n, w in resources)
             continue
+        if job.last_polled_at is None and not job.result_path:
+            # Only a job-info line says it finished: never delete on that word alone.
+            reason = "finished only according to job-info: run `gembatch poll` to confirm"
+            plan.keep.extend(Resource(k, n, w, job.id, reason) for k, n, w in resources)
+            continue
         what_suffix = ""
-        if not results_safe(job):
+        if not _safe(job, locations):
             if not force:
                 reason = "results not downloaded: run `gembatch poll` first (or --force)"
                 plan.keep.extend(Resource(k, n, w, job.id, reason) for k, n, w in resources)
@@ -119,12 +123,18 @@ def plan_cleanup(
     if include_untracked:
         if gemini is None:
             raise ValueError("listing untracked resources needs the API")
-        _plan_untracked(plan, jobs, gemini, force=force, page_size=page_size)
+        _plan_untracked(plan, jobs, gemini, locations, force=force, page_size=page_size)
     return plan
 
 
 def _plan_untracked(
-    plan: CleanupPlan, jobs: list[Job], gemini: Gemini, *, force: bool, page_size: int
+    plan: CleanupPlan,
+    jobs: list[Job],
+    gemini: Gemini,
+    locations: Locations,
+    *,
+    force: bool,
+    page_size: int,
 ) -> None:
     known: dict[str, Job] = {}
     for job in jobs:
@@ -160,7 +170,7 @@ def _plan_untracked(
             if (
                 owner.cleaned_at is not None
                 and name == owner.dest_file_name
-                and results_safe(owner)
+                and _safe(owner, locations)
             ):
                 plan.delete.append(
                     Resource(FILE, name, f"result file of {owner.input_file} (saved)")

@@ -401,7 +401,9 @@ class _Run:
         self.table_was_empty = self.conn.execute(select(_jobs.c.id).limit(1)).first() is None
 
     def _current(self, names: list[str]) -> dict[str, Mapping[str, Any]]:
-        query = select(_jobs.c.id, *(_jobs.c[f] for f in RECORD_FIELDS)).where(
+        query = select(
+            _jobs.c.id, _jobs.c.last_polled_at, *(_jobs.c[f] for f in RECORD_FIELDS)
+        ).where(
             _jobs.c.batch_name.in_(names)
         )
         return {row.batch_name: row._mapping for row in self.conn.execute(query)}
@@ -543,6 +545,10 @@ def _event(job_id: int, old: str | None, new: str | None, message: str) -> dict[
 def incoming_is_newer(current: Mapping[str, Any], incoming: JobRecord) -> bool:
     """Whether the line's state group replaces the database's (see the module docstring)."""
     if incoming.state is None:
+        return False
+    if current.get("last_polled_at") is not None:
+        # gembatch has asked the API itself: a line's state is a hint at best, and
+        # an old line must never flip a job the API reports running to "finished".
         return False
     if current["state"] is None:
         return True

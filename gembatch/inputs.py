@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gembatch.atomic import atomic_writer
+from gembatch.hashing import file_sha256
 
 # What the Gemini Batch API accepts as one input file.
 MAX_INPUT_BYTES = 2_000_000_000
@@ -169,14 +170,10 @@ def _range_sha256(path: Path, part: Part) -> str:
 
 
 def _file_sha256(path: Path) -> str | None:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_READ_CHUNK):
-                digest.update(chunk)
+        return file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,18 @@ class Locations:
         path = Path(input_file)
         return path if path.is_absolute() else self.base_dir / path
 
+    def resolve_result(self, result_path: str) -> Path:
+        """A stored result path: relative to the job-info directory, like input files."""
+        path = Path(result_path)
+        return path if path.is_absolute() else self.base_dir / path
+
+    def store_path(self, path: Path) -> str:
+        """How a path is recorded: relative to the job-info directory when inside it,
+        so a workspace can be moved or copied and still find its files."""
+        if path.is_absolute() and not path.is_relative_to(self.base_dir):
+            return str(path)
+        return os.path.relpath(path, self.base_dir)
+
     def results_path(self, input_file: str) -> Path:
         """``batch/003.jsonl`` -> ``batch/results/003.jsonl``, beside the input."""
         source = self.resolve_input(input_file)

@@ -34,7 +34,7 @@ from gembatch.gemini import (
     inline_results_jsonl,
 )
 from gembatch.locations import Locations
-from gembatch.results import download_result, still_on_disk, target_for, write_lines
+from gembatch.results import candidates, download_result, intact, results_safe, write_lines
 from gembatch.store import Store
 from gembatch.tracker import WorkItem
 
@@ -134,6 +134,7 @@ class Poller:
         self._export = export_job_info
         self._run_errors: dict[int, int] = {}
         self._remotes: dict[int, RemoteBatch] = {}
+        self._just_downloaded: set[int] = set()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ cycle
@@ -277,15 +278,16 @@ class Poller:
         return fresh
 
     def _step_download(self, item: WorkItem, result: CycleResult) -> WorkItem:
-        target = target_for(self.store, self.locations, item.id, item.input_file)
+        target, fallback = candidates(self.locations, item.input_file, item.batch_name)
+        own = self.locations.resolve_result(item.result_path) if item.result_path else None
         with self._lock:
             remote = self._remotes.pop(item.id, None)
         if item.dest_inline:
             if remote is None or remote.inlined_responses is None:
                 remote = self.gemini.get_batch(item.batch_name)
             responses = remote.inlined_responses or []
-            download = write_lines(target, inline_results_jsonl(responses))
-            note = f"{len(responses)} inline results written to {target}"
+            download = write_lines(inline_results_jsonl(responses), target, fallback, own)
+            note = f"{len(responses)} inline results written to {download.path}"
         elif item.dest_file_name:
             last_renewal = [time.monotonic()]
 
@@ -296,45 +298,61 @@ class Poller:
                     tracker.renew(self.store, item.id, self.owner, self.options.lease_ttl)
 
             try:
-                download = download_result(self.gemini, item.dest_file_name, target, progress)
+                download = download_result(
+                    self.gemini, item.dest_file_name, target, fallback, own, progress
+                )
             except NotFound:
                 if item.state == states.SUCCEEDED:
                     raise
                 return tracker.record_download(
                     self.store, item.id, path=None, size=None, sha256=None, note="no partial output"
                 )
-            note = f"{download.size} bytes to {target}"
+            note = f"{download.size} bytes to {download.path}"
+        elif item.state == states.SUCCEEDED:
+            # Results exist somewhere; deleting now would lose them. Ask again next cycle.
+            raise RemoteError(f"{item.batch_name}: succeeded, but the API names no results yet")
         else:
-            # Terminal without output (the API named no result file): nothing to keep.
+            # Failed, cancelled or expired without output: nothing to keep.
             return tracker.record_download(
                 self.store, item.id, path=None, size=None, sha256=None, note="no output"
             )
         fresh = tracker.record_download(
             self.store,
             item.id,
-            path=str(download.path),
+            path=self.locations.store_path(download.path),
             size=download.size,
             sha256=download.sha256,
             note=note,
         )
         with self._lock:
             result.downloads += 1
+            self._just_downloaded.add(item.id)
         self.reporter.downloaded(item, download.path, download.size)
         return fresh
 
     def _safe_to_delete(self, item: WorkItem) -> bool:
-        """Invariant 2: delete only what is terminal and whose results are recorded
-        and still on disk; otherwise download again first."""
-        if not item.terminal or item.needs_download():
-            return False
-        if item.result_path and not still_on_disk(item.result_path, item.result_size):
+        """Invariant 2: delete only what is finished by the API's own word and whose
+        results are recorded and intact on disk; otherwise download again first."""
+        with self._lock:
+            verified = item.id in self._just_downloaded
+        if results_safe(item, self.locations, verified=verified):
+            return True
+        if (
+            item.terminal
+            and item.result_path
+            and not item.needs_download()
+            and not intact(
+                self.locations.resolve_result(item.result_path),
+                item.result_size,
+                item.result_sha256,
+            )
+        ):
             tracker.forget_download(
                 self.store,
                 item.id,
                 f"recorded results {item.result_path} are missing or changed; downloading again",
             )
-            return False
-        return True
+        return False
 
     def _step_cleanup(self, item: WorkItem, result: CycleResult) -> None:
         notes: list[str] = []

@@ -60,10 +60,11 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Several gembatch processes may share a file: wait instead of failing.
+        # First, so that switching to WAL below waits too.
+        cursor.execute("PRAGMA busy_timeout=30000")
         # WAL: readers (status, watch, sql) never block the poller's writes.
         cursor.execute("PRAGMA journal_mode=WAL")
-        # Several gembatch processes may share a file: wait instead of failing.
-        cursor.execute("PRAGMA busy_timeout=30000")
         # Cascade deletes of events with their job.
         cursor.execute("PRAGMA foreign_keys=ON")
         # With WAL, NORMAL is still crash-safe for the database (a power cut may

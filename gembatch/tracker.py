@@ -51,22 +51,31 @@ class WorkItem:
     result_size: int | None
     cleaned: bool
     error_count: int
+    result_sha256: str | None = None
+    # The API itself reported this job's state at least once (not only job-info).
+    confirmed: bool = False
 
     @property
     def terminal(self) -> bool:
         return states.is_terminal(self.state)
 
     def needs_state(self) -> bool:
-        """Ask the API: not terminal, or results pending but we don't know where they are."""
+        """Ask the API: not terminal; or a finished state only job-info claims (the
+        API must confirm it before anything is deleted); or results are pending
+        but nobody said where they are."""
         if not self.terminal:
+            return True
+        if not self.confirmed and not (self.state == states.SUCCEEDED and self.dest_file_name):
             return True
         return self.needs_download() and not self.dest_file_name and not self.dest_inline
 
     def needs_download(self) -> bool:
+        if self.state == states.SUCCEEDED:
+            # "Downloaded" without a file to show for it is not downloaded (unless
+            # the remote side is gone already: then there is nothing left to fetch).
+            return not (self.downloaded and (self.result_path or self.cleaned))
         if self.downloaded:
             return False
-        if self.state == states.SUCCEEDED:
-            return True
         # A failed, cancelled or expired job may have left partial output: keep it.
         return self.terminal and (bool(self.dest_file_name) or self.dest_inline)
 
@@ -89,6 +98,8 @@ def work_item(job: Job) -> WorkItem:
         result_size=job.result_size,
         cleaned=job.cleaned_at is not None,
         error_count=job.error_count or 0,
+        result_sha256=job.result_sha256,
+        confirmed=job.last_polled_at is not None,
     )
 
 
@@ -99,7 +110,13 @@ def work_filter(keep_remote: bool) -> Any:
     has_output = or_(
         Job.state == states.SUCCEEDED, Job.dest_file_name.is_not(None), Job.dest_inline
     )
-    pending_download = and_(terminal, has_output, Job.downloaded_at.is_(None))
+    not_downloaded = or_(
+        Job.downloaded_at.is_(None),
+        and_(
+            Job.state == states.SUCCEEDED, Job.result_path.is_(None), Job.cleaned_at.is_(None)
+        ),
+    )
+    pending_download = and_(terminal, has_output, not_downloaded)
     clauses = [not_terminal, pending_download]
     if not keep_remote:
         clauses.append(and_(terminal, Job.cleaned_at.is_(None)))
@@ -280,8 +297,18 @@ def apply_remote(store: Store, job_id: int, remote: RemoteBatch) -> StateChange:
         job = session.get_one(Job, job_id)
         old = job.state
         new = remote.state
+        conflict = None
         if states.is_terminal(old) and not states.is_terminal(new):
-            new = old  # the API cannot un-finish a batch; a stale answer must not either
+            if job.last_polled_at is not None:
+                # The API reported the end itself: it cannot un-finish a batch, so
+                # this answer is stale and must not move the job back.
+                new = old
+            else:
+                # Only job-info said it had finished; the API is the authority.
+                conflict = (
+                    f"job-info said {states.short(old)}, the API says {states.short(new)}: "
+                    "following the API"
+                )
         if new is not None:
             job.state = new
         for attribute, value in (
@@ -306,7 +333,7 @@ def apply_remote(store: Store, job_id: int, remote: RemoteBatch) -> StateChange:
         job.batch_json = _stored_batch(remote)
         job.last_polled_at = utcnow()
         if old != job.state:
-            message = remote.error_message if states.is_terminal(job.state) else None
+            message = remote.error_message if states.is_terminal(job.state) else conflict
             _event(session, job, EVENT_STATE_CHANGE, message, old=old, new=job.state)
         session.flush()
         return StateChange(old=old, new=job.state, item=work_item(job))

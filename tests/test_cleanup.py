@@ -11,7 +11,7 @@ from gembatch import states
 from gembatch.cleanup import plan_cleanup
 from gembatch.emulator import Emulator
 from gembatch.gemini import Gemini
-from gembatch.locations import sqlite_url
+from gembatch.locations import resolve, sqlite_url
 from gembatch.store import open_store
 
 MODEL = "models/gemini-2.5-flash"
@@ -121,7 +121,13 @@ def test_cleanup_all_lists_untracked_resources(emulator: Emulator, workdir: Path
     store = open_store(sqlite_url(workdir / "gembatch.db"))
     gemini = Gemini("test-key", base_url=emulator.base_url)
     try:
-        plan = plan_cleanup(store, gemini, include_untracked=True, page_size=2)
+        plan = plan_cleanup(
+            store,
+            gemini,
+            resolve(workdir / "job-info.jsonl", None),
+            include_untracked=True,
+            page_size=2,
+        )
     finally:
         gemini.close()
         store.dispose()

@@ -76,7 +76,7 @@ def test_full_lifecycle_with_mixed_outcomes(emulator: Emulator, workdir: Path, r
         item = made[index]
         path = workdir / "batch" / "results" / Path(item.input_file).name
         row = rows[item.batch_name]
-        assert row.result_path == str(path)
+        assert row.result_path == f"batch/results/{path.name}"  # relative to job-info
         assert row.result_size == path.stat().st_size
         lines = [json.loads(line) for line in path.read_text().splitlines()]
         assert sorted(line["key"] for line in lines) == [f"req-{index}-{n}" for n in range(3)]
@@ -381,3 +381,74 @@ def test_bad_job_info_line_is_reported_and_kept_aside(
     lines = (workdir / "job-info.jsonl").read_text().splitlines()
     assert [json.loads(line)["batch"]["name"] for line in lines] == [made[0].batch_name]
     assert "batches/cut" in (workdir / "job-info.jsonl.rejected").read_text()
+
+
+def test_two_jobs_of_one_input_never_overwrite_each_other(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    first = make_jobs(emulator, workdir, 1, requests=3)[0]
+    second = make_jobs(emulator, workdir, 1, requests=5)[0]  # same batch/000.jsonl, new content
+    emulator.finish_all()
+    expected = {m.batch_name: emulator_result(emulator, m.batch_name) for m in (first, second)}
+    result = poll(emulator, run_cli=run_cli)
+    assert result.exit_code == 0, result.output
+    rows = {row.batch_name: row for row in jobs(workdir)}
+    paths = {name: workdir / (row.result_path or "") for name, row in rows.items()}
+    assert len(set(paths.values())) == 2
+    for name, path in paths.items():
+        assert path.read_bytes() == expected[name]
+
+
+def test_moved_workspace_keeps_old_results_when_a_new_job_lands(
+    emulator: Emulator, tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    monkeypatch.chdir(old)
+    first = make_jobs(emulator, old, 1, requests=3)[0]
+    emulator.finish_all()
+    kept = emulator_result(emulator, first.batch_name)
+    assert poll(emulator, run_cli=run_cli).exit_code == 0
+    moved = tmp_path / "moved"
+    old.rename(moved)
+    monkeypatch.chdir(moved)
+    second = make_jobs(emulator, moved, 1, requests=5)[0]
+    emulator.finish_all()
+    assert poll(emulator, run_cli=run_cli).exit_code == 0
+    rows = {row.batch_name: row for row in jobs(moved)}
+    assert (moved / (rows[first.batch_name].result_path or "")).read_bytes() == kept
+    assert rows[second.batch_name].result_path != rows[first.batch_name].result_path
+
+
+def test_a_finished_state_only_job_info_claims_never_deletes_a_running_batch(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    (made,) = make_jobs(emulator, workdir, 1)
+    emulator.set_state(made.batch_name, "RUNNING")
+    lines = (workdir / "job-info.jsonl").read_text().splitlines()
+    for claim in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"):
+        line = json.loads(lines[0])
+        line["batch"]["state"] = claim
+        (workdir / "job-info.jsonl").write_text(json.dumps(line) + "\n")
+        (workdir / "gembatch.db").unlink(missing_ok=True)
+        result = poll(emulator, "--once", run_cli=run_cli)
+        assert result.exit_code == 0, result.output
+        assert emulator.count("batches.delete") == 0 and emulator.count("files.delete") == 0
+        assert jobs(workdir)[0].state == states.RUNNING
+        assert made.batch_name in emulator.batch_names()
+
+
+def test_an_imported_downloaded_mark_without_a_file_is_not_trusted(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    (made,) = make_jobs(emulator, workdir, 1)
+    emulator.finish_all()
+    expected = emulator_result(emulator, made.batch_name)
+    line = json.loads((workdir / "job-info.jsonl").read_text())
+    line["downloaded_at"] = "2025-01-01T00:00:00+00:00"
+    (workdir / "job-info.jsonl").write_text(json.dumps(line) + "\n")
+    result = poll(emulator, run_cli=run_cli)
+    assert result.exit_code == 0, result.output
+    (row,) = jobs(workdir)
+    assert (workdir / (row.result_path or "missing")).read_bytes() == expected
+    assert row.cleaned_at is not None

@@ -44,15 +44,17 @@ def test_work_selection(store: Store) -> None:
     unknown = add(store, "batches/u01", None)
     future = add(store, "batches/f01", "JOB_STATE_PAUSED")
     succeeded = add(store, "batches/s01", states.SUCCEEDED)
-    downloaded = add(store, "batches/d01", states.SUCCEEDED, downloaded_at=T0)
+    downloaded = add(store, "batches/d01", states.SUCCEEDED, downloaded_at=T0, result_path="d")
     done = add(store, "batches/c01", states.SUCCEEDED, downloaded_at=T0, cleaned_at=T0)
+    # An imported "downloaded" with no file to show for it is not trusted.
+    claimed = add(store, "batches/q01", states.SUCCEEDED, downloaded_at=T0)
     failed = add(store, "batches/x01", states.FAILED)
     add(store, "batches/y01", states.FAILED, downloaded_at=T0, cleaned_at=T0)
     ids = set(tracker.candidate_ids(store, keep_remote=False))
-    assert ids == {running, unknown, future, succeeded, downloaded, failed}
+    assert ids == {running, unknown, future, succeeded, downloaded, failed, claimed}
     kept = set(tracker.candidate_ids(store, keep_remote=True))
     # A failed job without output has nothing left to do when remote is kept.
-    assert kept == {running, unknown, future, succeeded}
+    assert kept == {running, unknown, future, succeeded, claimed}
     assert done not in ids
 
 
@@ -80,12 +82,32 @@ def test_needs_rules() -> None:
     assert not failed.needs_cleanup(keep_remote=True)
 
 
-def test_terminal_state_never_moves_backwards(store: Store) -> None:
-    job = add(store, "batches/b01", states.SUCCEEDED)
+def test_terminal_state_the_api_reported_never_moves_backwards(store: Store) -> None:
+    job = add(store, "batches/b01", states.SUCCEEDED, last_polled_at=T0)
     change = tracker.apply_remote(
         store, job, parse_operation(operation("batches/b01", "BATCH_STATE_RUNNING"))
     )
     assert change.new == states.SUCCEEDED and not change.changed
+
+
+def test_terminal_state_only_job_info_claimed_yields_to_the_api(store: Store) -> None:
+    """An imported line said SUCCEEDED; the API says RUNNING: the API wins, so the
+    batch is never deleted on job-info's word."""
+    job = add(store, "batches/b02", states.SUCCEEDED)
+    change = tracker.apply_remote(
+        store, job, parse_operation(operation("batches/b02", "BATCH_STATE_RUNNING"))
+    )
+    assert (change.old, change.new) == (states.SUCCEEDED, states.RUNNING)
+    assert not change.item.needs_cleanup(keep_remote=False)
+    with store.reading() as session:
+        event = session.scalars(select(Event).where(Event.job_id == job)).one()
+        assert "job-info said succeeded" in (event.message or "")
+
+
+def test_unconfirmed_finished_claim_must_be_checked_before_anything(store: Store) -> None:
+    job = add(store, "batches/b03", states.FAILED)
+    (item,) = tracker.claim(store, [job], "me", timedelta(minutes=1))
+    assert item.needs_state()
 
 
 def test_apply_remote_records_stats_error_and_event(store: Store) -> None:

@@ -56,7 +56,9 @@ def cleanup(
     store = app.store()
     gemini = make_gemini(base_url)
     try:
-        plan = plan_cleanup(store, gemini, include_untracked=include_untracked, force=force)
+        plan = plan_cleanup(
+            store, gemini, app.locations, include_untracked=include_untracked, force=force
+        )
         _show_plan(plan)
         if not plan.delete:
             click.echo("nothing to clean up")

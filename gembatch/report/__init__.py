@@ -28,13 +28,8 @@ def print_report(
     prices: PriceTable | None = None,
     now: datetime | None = None,
 ) -> Report:
-    """Build the report over every job and print it (the demo calls this).
-
-    ``locations`` is accepted for symmetry with the other entry points: result
-    paths in the database are absolute, so the report itself does not need it.
-    """
-    del locations
-    report = build_report(store, now or utcnow(), prices=prices)
+    """Build the report over every job and print it (the demo calls this)."""
+    report = build_report(store, now or utcnow(), prices=prices, base_dir=locations.base_dir)
     console.print(render_report(report))
     return report
 

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -217,6 +218,12 @@ def _running_seen(session: Session) -> dict[int, datetime]:
     return {job_id: ensure_utc(at) for job_id, at in rows if at is not None}  # type: ignore[misc]
 
 
+def _resolve(path: str, base_dir: Path | None) -> str:
+    if base_dir is None or Path(path).is_absolute():
+        return path
+    return str(base_dir / path)
+
+
 def build_report(
     store: Store,
     now: datetime,
@@ -224,9 +231,11 @@ def build_report(
     prices: PriceTable | None = None,
     job_ids: Sequence[int] | None = None,
     refresh: bool = False,
+    base_dir: Path | None = None,
 ) -> Report:
     """Read the jobs (all, or ``job_ids``), their cached or freshly parsed result
-    stats, and compute every figure."""
+    stats, and compute every figure. Relative result paths (how gembatch records
+    them) are resolved against ``base_dir``, the job-info file's directory."""
     prices = prices or PriceTable()
     with store.reading() as session:
         query = select(*_COLUMNS).order_by(Job.id)
@@ -235,7 +244,9 @@ def build_report(
         rows = session.execute(query).all()
         running = _running_seen(session)
     sources = [
-        ResultSource(row.id, row.result_path, row.result_sha256) for row in rows if row.result_path
+        ResultSource(row.id, _resolve(row.result_path, base_dir), row.result_sha256)
+        for row in rows
+        if row.result_path
     ]
     loaded = load_stats(store, sources, refresh=refresh)
     jobs: list[JobReport] = []

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from gembatch import states
 from gembatch.atomic import atomic_writer
+from gembatch.hashing import file_sha256
 from gembatch.locations import Locations
 from gembatch.models import Job
 from gembatch.resultstats import iter_result_lines, request_key
@@ -41,6 +42,7 @@ class JobRef:
     model: str | None
     state: str | None
     result_path: str | None
+    input_sha256: str | None = None
 
 
 @dataclass
@@ -104,12 +106,17 @@ def _result_keys(path: str) -> tuple[set[str], set[str]]:
 def failed_for_job(job: JobRef, locations: Locations) -> FailedSet:
     """Read the job's results and input; raise OSError/ValueError when they cannot be read."""
     input_path = locations.resolve_input(job.input_file)
+    if job.input_sha256 and file_sha256(input_path) != job.input_sha256:
+        # The file was rewritten after this job was submitted (a resubmission with
+        # new content): its lines are not this job's requests any more.
+        raise ValueError(f"{input_path} changed since this job was submitted; skipped")
     selected = FailedSet(job, input_path)
     ok: set[str] = set()
-    if job.result_path and Path(job.result_path).exists():
-        ok, _ = _result_keys(job.result_path)
+    result = locations.resolve_result(job.result_path) if job.result_path else None
+    if result is not None and result.exists():
+        ok, _ = _result_keys(str(result))
     elif job.state == states.SUCCEEDED:
-        raise OSError(f"{job.result_path or 'result file'}: not found")
+        raise OSError(f"{result or 'result file'}: not found")
     for key, raw in iter_input(input_path):
         if key not in ok:
             selected.lines.append(raw)
@@ -119,9 +126,9 @@ def failed_for_job(job: JobRef, locations: Locations) -> FailedSet:
 
 def _refs(store: Store, job_ids: list[int] | None) -> list[JobRef]:
     with store.reading() as session:
-        query = select(Job.id, Job.input_file, Job.model, Job.state, Job.result_path).order_by(
-            Job.id
-        )
+        query = select(
+            Job.id, Job.input_file, Job.model, Job.state, Job.result_path, Job.input_sha256
+        ).order_by(Job.id)
         if job_ids:
             query = query.where(Job.id.in_(job_ids))
         return [JobRef(*row) for row in session.execute(query)]
@@ -186,9 +193,10 @@ class Attempt:
     detail: str = ""
 
 
-def _outcome(job: Job, key: str) -> tuple[str, str]:
-    if job.result_path and Path(job.result_path).exists():
-        for line in iter_result_lines(job.result_path):
+def _outcome(job: Job, key: str, locations: Locations) -> tuple[str, str]:
+    result = locations.resolve_result(job.result_path) if job.result_path else None
+    if result is not None and result.exists():
+        for line in iter_result_lines(str(result)):
             if line.key != key:
                 continue
             if line.kind == "succeeded":
@@ -237,6 +245,6 @@ def request_history(store: Store, locations: Locations, job_id: int, key: str) -
             frontier = [c.id for c in children]
     attempts = []
     for item in chain:
-        outcome, detail = _outcome(item, key)
+        outcome, detail = _outcome(item, key, locations)
         attempts.append(Attempt(item.id, item.input_file, item.state, outcome, detail))
     return attempts
