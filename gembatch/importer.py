@@ -403,9 +403,7 @@ class _Run:
     def _current(self, names: list[str]) -> dict[str, Mapping[str, Any]]:
         query = select(
             _jobs.c.id, _jobs.c.last_polled_at, *(_jobs.c[f] for f in RECORD_FIELDS)
-        ).where(
-            _jobs.c.batch_name.in_(names)
-        )
+        ).where(_jobs.c.batch_name.in_(names))
         return {row.batch_name: row._mapping for row in self.conn.execute(query)}
 
     def line(self, number: int, raw: bytes | None, complete: bool) -> None:

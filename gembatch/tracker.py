@@ -112,9 +112,7 @@ def work_filter(keep_remote: bool) -> Any:
     )
     not_downloaded = or_(
         Job.downloaded_at.is_(None),
-        and_(
-            Job.state == states.SUCCEEDED, Job.result_path.is_(None), Job.cleaned_at.is_(None)
-        ),
+        and_(Job.state == states.SUCCEEDED, Job.result_path.is_(None), Job.cleaned_at.is_(None)),
     )
     pending_download = and_(terminal, has_output, not_downloaded)
     clauses = [not_terminal, pending_download]
