@@ -52,6 +52,12 @@ class GembatchGroup(click.Group):
         except BrokenPipeError:
             # Output piped into `head` and closed early: nothing worth a traceback.
             raise click.exceptions.Exit(0) from None
+        except OSError as exc:
+            # A file or directory the user named (or implied) cannot be used.
+            if _debug(ctx) or isinstance(exc, ConnectionError):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UserError(f"{where}{exc.strerror or exc}", 2) from None
         except Exception as exc:
             if _debug(ctx):
                 raise

@@ -21,6 +21,7 @@ from rich.console import Console
 from sqlalchemy import select
 
 from gembatch import states
+from gembatch.atomic import atomic_writer
 from gembatch.cancel import cancel_jobs, describe
 from gembatch.emulator import Emulator, OutcomeRule
 from gembatch.errors import BadInput
@@ -102,7 +103,8 @@ def prepare_dir(directory: Path) -> None:
             for leftover in directory.glob(pattern):
                 leftover.unlink()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / MARKER).write_text("made by `gembatch demo`; safe to delete\n")
+    with atomic_writer(directory / MARKER, "w", encoding="utf-8") as handle:
+        handle.write("made by `gembatch demo`; safe to delete\n")
 
 
 def write_inputs(directory: Path) -> list[Path]:
@@ -121,7 +123,8 @@ def write_inputs(directory: Path) -> list[Path]:
             for n in range(1, count + 1)
         ]
         path = batch / name
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        with atomic_writer(path, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
         written.append(path)
     return written
 

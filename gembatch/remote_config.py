@@ -15,6 +15,9 @@ def api_key() -> str:
     for name in KEY_ENVS:
         value = os.environ.get(name, "").strip()
         if value:
+            # It travels in an HTTP header: only printable ASCII can.
+            if not (value.isascii() and value.isprintable()):
+                raise BadInput(f"{name}: an API key is printable ASCII; this one is not")
             return value
     raise BadInput(
         "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY); "

@@ -18,9 +18,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -96,6 +97,8 @@ def make_engine(url: str) -> Engine:
         return engine
     try:
         return create_engine(url, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise StoreError(f"--db {url!r}: unknown database kind {parsed.drivername!r}") from None
     except (ModuleNotFoundError, ImportError) as exc:
         raise StoreError(
             f"--db {parsed.render_as_string(hide_password=True)}: driver not installed ({exc.name})"
@@ -232,6 +235,13 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
     except StoreError:
         engine.dispose()
         raise
+    except CommandError:
+        engine.dispose()
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise StoreError(
+            f"{shown}: its schema is newer than this gembatch knows (head {head_revision()}); "
+            "upgrade gembatch"
+        ) from None
     except OperationalError as exc:
         engine.dispose()
         raise StoreError(

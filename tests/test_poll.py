@@ -160,7 +160,7 @@ def test_failed_download_is_retried_later_and_never_followed_by_delete(
     expected = emulator_result(emulator, made[0].batch_name)
     emulator.faults.drop_download(after_bytes=10, count=100)
     result = poll(emulator, "--once", "--retries", "2", run_cli=run_cli)
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # a job failed: something to look at
     (row,) = jobs(workdir)
     assert row.downloaded_at is None and row.cleaned_at is None
     assert row.last_error and row.error_count == 1

@@ -90,7 +90,8 @@ def poll(
         ctx.exit(EXIT_INTERRUPTED)
     finally:
         gemini.close()
-    if summary.given_up:
+    if summary.given_up or (once and summary.errors):
+        # Something the user must look at: `gembatch status` shows each job's error.
         ctx.exit(1)
 
 
