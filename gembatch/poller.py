@@ -158,11 +158,14 @@ class Poller:
         )
         result.claimed = len(items)
         result.skipped_busy = len(ids) - len(items)
+        claimed = [item.id for item in items]
+        heartbeat = _Heartbeat(self, claimed)
         try:
             self._work(items, result)
         finally:
+            heartbeat.stop()
             with contextlib.suppress(Exception):
-                tracker.release(self.store, [item.id for item in items], self.owner)
+                tracker.release(self.store, claimed, self.owner)
         if (result.changed or result.imported) and self._export is not None:
             self._export()
             result.exported = True
@@ -289,13 +292,9 @@ class Poller:
             download = write_lines(inline_results_jsonl(responses), target, fallback, own)
             note = f"{len(responses)} inline results written to {download.path}"
         elif item.dest_file_name:
-            last_renewal = [time.monotonic()]
 
             def progress(done: int) -> None:
                 self.reporter.download_progress(item, done)
-                if time.monotonic() - last_renewal[0] > 60:
-                    last_renewal[0] = time.monotonic()
-                    tracker.renew(self.store, item.id, self.owner, self.options.lease_ttl)
 
             try:
                 download = download_result(
@@ -419,6 +418,31 @@ class Poller:
                     on_tick(left)
                 if self.stop.wait(min(1.0, left)):
                     raise KeyboardInterrupt
+
+
+class _Heartbeat:
+    """Keeps a cycle's leases alive however long the cycle takes (429 back-offs,
+    big downloads), so no other poller takes a job this one is still working on."""
+
+    def __init__(self, poller: Poller, ids: list[int]) -> None:
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        if not ids:
+            return
+        period = max(1.0, poller.options.lease_ttl.total_seconds() / 3)
+
+        def beat() -> None:
+            while not self._stopped.wait(period):
+                with contextlib.suppress(Exception):  # a missed beat is retried next period
+                    tracker.renew(poller.store, ids, poller.owner, poller.options.lease_ttl)
+
+        self._thread = threading.Thread(target=beat, name="gembatch-lease", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 @dataclass

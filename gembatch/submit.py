@@ -376,7 +376,7 @@ class Submitter:
                 progress(done)
                 if time.monotonic() - last_renewal[0] > _RENEW_EVERY_S:
                     last_renewal[0] = time.monotonic()
-                    tracker.renew(self.store, job_id, self.owner, INTENT_TTL)
+                    tracker.renew(self.store, [job_id], self.owner, INTENT_TTL)
 
             return report
 

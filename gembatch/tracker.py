@@ -217,16 +217,19 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def renew(store: Store, job_id: int, owner: str, ttl: timedelta) -> bool:
-    """Extend a lease during long work (a big download). False if it was lost."""
-    with store.transaction() as session:
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner)
-            .values(lease_expires_at=utcnow() + ttl)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount)
+def renew(store: Store, ids: Sequence[int], owner: str, ttl: timedelta) -> int:
+    """Extend this poller's leases on ``ids``; returns how many it still held."""
+    held = 0
+    for chunk in _chunks(list(ids)):
+        with store.transaction() as session:
+            result = session.execute(
+                update(Job)
+                .where(Job.id.in_(chunk), Job.lease_owner == owner)
+                .values(lease_expires_at=utcnow() + ttl)
+                .execution_options(synchronize_session=False)
+            )
+            held += result.rowcount or 0
+    return held
 
 
 def release(store: Store, ids: Sequence[int], owner: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -228,3 +229,22 @@ def test_racing_claims_on_postgres(pg_schema_url: str) -> None:
         assert sorted(job for got in won.values() for job in got) == ids
     finally:
         pg.dispose()
+
+
+def test_poller_heartbeat_keeps_leases_through_a_long_cycle(store: Store, tmp_path: Path) -> None:
+    """A cycle longer than the lease: the heartbeat renews it, so nobody else takes over."""
+    from gembatch.poller import Poller, PollOptions, _Heartbeat
+
+    ids = [add(store, f"batches/h{i}", states.RUNNING) for i in range(3)]
+    options = PollOptions(lease_ttl=timedelta(seconds=3))
+    poller = Poller.__new__(Poller)
+    poller.store, poller.options, poller.owner = store, options, "poller-A"
+    assert len(tracker.claim(store, ids, "poller-A", options.lease_ttl)) == 3
+    heartbeat = _Heartbeat(poller, ids)
+    try:
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:  # twice the 3 s lease
+            assert tracker.claim(store, ids, "poller-B", options.lease_ttl) == []
+            time.sleep(0.25)
+    finally:
+        heartbeat.stop()
