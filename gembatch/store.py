@@ -77,8 +77,12 @@ def _install_sqlite_hooks(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front, so two writers queue on
         # busy_timeout instead of one failing half-way through its transaction.
-        mode = conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE")
-        conn.exec_driver_sql(mode)
+        options = conn.get_execution_options()
+        if options.get("durable"):
+            # NORMAL may lose the last commits on a power cut; a record that an
+            # irreversible remote delete relies on must be on disk first.
+            conn.exec_driver_sql("PRAGMA synchronous=FULL")
+        conn.exec_driver_sql(options.get("sqlite_begin", "BEGIN IMMEDIATE"))
 
 
 def make_engine(url: str) -> Engine:
@@ -200,10 +204,14 @@ class Store:
         return make_url(self.url).render_as_string(hide_password=True)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, *, durable: bool = False) -> Iterator[Session]:
         """One unit of work: committed on success, rolled back on any exception
-        (KeyboardInterrupt included)."""
+        (KeyboardInterrupt included). ``durable`` commits with a full sync on
+        SQLite, for records that a remote delete will rely on."""
         with self.sessions() as session, session.begin():
+            if durable:
+                # Options set as the connection is first taken, before its BEGIN.
+                session.connection(execution_options={"durable": True})
             yield session
 
     @contextlib.contextmanager

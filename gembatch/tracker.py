@@ -344,7 +344,7 @@ def record_download(
     store: Store, job_id: int, *, path: str | None, size: int | None, sha256: str | None, note: str
 ) -> WorkItem:
     """Results are on disk (renamed into place and fsync'd) — or there are none to keep."""
-    with store.transaction() as session:
+    with store.transaction(durable=True) as session:
         job = session.get_one(Job, job_id)
         job.result_path = path
         job.result_size = size

@@ -223,3 +223,12 @@ def test_upgrade_from_0001_with_data_keeps_jobs_and_events(tmp_path: Path) -> No
         ]
         assert len(conn.execute(select(Event.id)).all()) == 1
     engine.dispose()
+
+
+def test_durable_transactions_sync_fully_and_others_do_not(tmp_path: Path) -> None:
+    store = open_store(sqlite_url(tmp_path / "s.db"))
+    with store.transaction(durable=True) as session:
+        assert session.connection().exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with store.transaction() as session:
+        assert session.connection().exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    store.dispose()
