@@ -13,88 +13,32 @@ from __future__ import annotations
 import io
 import sys
 import tempfile
-import time
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from fleet import NOW, best_of, fill, make_jobs
 from rich.console import Console
 from rich.table import Table
 
 from gembatch import states
-from gembatch.models import Job
 from gembatch.render import render_status
 from gembatch.snapshot import JobView, Snapshot, load_snapshot
 from gembatch.store import open_store
 
-NOW = datetime(2025, 7, 12, 20, 0, tzinfo=timezone.utc)
 WIDTH = 160
 _MIX = [states.SUCCEEDED] * 90 + [states.FAILED] * 3 + [states.CANCELLED] * 2
 _MIX += [states.EXPIRED, states.RUNNING, states.RUNNING, states.PENDING, None]
 
 
-def make_jobs(n: int) -> list[JobView]:
-    jobs = []
-    for i in range(1, n + 1):
-        state = _MIX[i % len(_MIX)]
-        created = NOW - timedelta(hours=30) + timedelta(seconds=7 * i)
-        ended = (
-            created + timedelta(seconds=600 + (i * 37) % 20000)
-            if states.is_terminal(state)
-            else None
-        )
-        jobs.append(
-            JobView(
-                id=i,
-                input_file=f"batch/part-{i:05d}.jsonl",
-                state=state,
-                batch_name=f"batches/{i:012x}",
-                request_count=1000 + i % 17,
-                create_time=created,
-                update_time=ended or created,
-                end_time=ended,
-                last_error="HTTP 503: service unavailable, retrying" if i % 250 == 0 else None,
-                error_count=1 if i % 250 == 0 else 0,
-                added_at=created,
-            )
-        )
-    return jobs
-
-
 def _fill_db(url: str, jobs: list[JobView]) -> None:
     store = open_store(url)
     try:
-        with store.transaction() as session:
-            session.add_all(
-                Job(
-                    input_file=j.input_file,
-                    state=j.state,
-                    batch_name=j.batch_name,
-                    request_count=j.request_count,
-                    create_time=j.create_time,
-                    update_time=j.update_time,
-                    end_time=j.end_time,
-                    last_error=j.last_error,
-                    error_count=j.error_count,
-                    added_at=j.added_at,
-                )
-                for j in jobs
-            )
+        fill(store, jobs)
     finally:
         store.dispose()
 
 
 def _console() -> Console:
     return Console(file=io.StringIO(), width=WIDTH, force_terminal=True, color_system="truecolor")
-
-
-def _best_of(repeat: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _baseline(jobs: list[JobView]) -> None:
@@ -116,7 +60,7 @@ def _baseline(jobs: list[JobView]) -> None:
 
 def bench_status(n: int = 10_000, repeat: int = 3) -> dict[str, float]:
     """Print and return the timings (seconds, best of ``repeat``)."""
-    jobs = make_jobs(n)
+    jobs = make_jobs(n, _MIX)
     snapshot = Snapshot.from_jobs(jobs)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
@@ -128,16 +72,16 @@ def bench_status(n: int = 10_000, repeat: int = 3) -> dict[str, float]:
                 with store.reading() as session:
                     load_snapshot(session)
 
-            load_s = _best_of(repeat, load)
+            load_s = best_of(repeat, load)
         finally:
             store.dispose()
     figures = {
         "load_snapshot": load_s,
-        "render_status": _best_of(repeat, lambda: _console().print(render_status(snapshot, NOW))),
-        "render_folded_40": _best_of(
+        "render_status": best_of(repeat, lambda: _console().print(render_status(snapshot, NOW))),
+        "render_folded_40": best_of(
             repeat, lambda: _console().print(render_status(snapshot, NOW, max_rows=40))
         ),
-        "baseline_plain_table": _best_of(repeat, lambda: _baseline(jobs)),
+        "baseline_plain_table": best_of(repeat, lambda: _baseline(jobs)),
     }
     ratio = figures["render_status"] / figures["baseline_plain_table"]
     print(f"status rendering, {n:,} jobs, width {WIDTH} (best of {repeat}):")

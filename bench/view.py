@@ -19,82 +19,23 @@ from __future__ import annotations
 import io
 import sys
 import tempfile
-import time
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
+from fleet import NOW, best_of, fill, make_jobs
 from rich.console import Console
 from rich.screen import Screen
 
 from gembatch import states
 from gembatch.dashboard import DashboardInfo, render_dashboard
-from gembatch.models import Job
 from gembatch.render import render_status
-from gembatch.snapshot import JobView, Snapshot, load_jobs, load_snapshot
-from gembatch.store import Store, open_store
+from gembatch.snapshot import Snapshot, load_jobs, load_snapshot
+from gembatch.store import open_store
 
-NOW = datetime(2025, 7, 12, 20, 0, tzinfo=timezone.utc)
 TARGET_S = 0.050
 _MIX = [states.SUCCEEDED] * 88 + [states.FAILED] * 3 + [states.CANCELLED] * 2
 _MIX += [states.EXPIRED, states.RUNNING, states.RUNNING, states.RUNNING, states.PENDING]
 _MIX += [states.PENDING, None]
-
-
-def make_jobs(n: int) -> list[JobView]:
-    jobs = []
-    for i in range(1, n + 1):
-        state = _MIX[i % len(_MIX)]
-        created = NOW - timedelta(hours=30) + timedelta(seconds=7 * i)
-        ended = (
-            created + timedelta(seconds=600 + (i * 37) % 20000)
-            if states.is_terminal(state)
-            else None
-        )
-        jobs.append(
-            JobView(
-                id=i,
-                input_file=f"batch/part-{i:05d}.jsonl",
-                state=state,
-                batch_name=f"batches/{i:012x}",
-                request_count=1000 + i % 17,
-                create_time=created,
-                update_time=ended or created,
-                end_time=ended,
-                last_error="HTTP 503: service unavailable, retrying" if i % 250 == 0 else None,
-                error_count=1 if i % 250 == 0 else 0,
-                added_at=created,
-            )
-        )
-    return jobs
-
-
-def fill(store: Store, jobs: list[JobView]) -> None:
-    with store.transaction() as session:
-        session.add_all(
-            Job(
-                input_file=j.input_file,
-                state=j.state,
-                batch_name=j.batch_name,
-                request_count=j.request_count,
-                create_time=j.create_time,
-                update_time=j.update_time,
-                end_time=j.end_time,
-                last_error=j.last_error,
-                error_count=j.error_count,
-                added_at=j.added_at,
-            )
-            for j in jobs
-        )
-
-
-def best_of(repeat: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def console(width: int, height: int) -> Console:
@@ -110,7 +51,7 @@ def console(width: int, height: int) -> Console:
 
 def bench_view(n: int = 5_000, repeat: int = 5) -> dict[str, float]:
     """Print and return the timings (seconds, best of ``repeat``)."""
-    jobs = make_jobs(n)
+    jobs = make_jobs(n, _MIX)
     snapshot = Snapshot.from_jobs(jobs)
     checking = frozenset(range(1, n + 1, max(1, n // 16)))
     info = DashboardInfo(
