@@ -100,7 +100,6 @@ class CycleResult:
     skipped_busy: int = 0
     imported: int = 0
     exported: bool = False
-    given_up: list[int] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -143,12 +142,12 @@ class Poller:
         result = CycleResult()
         if self._merge is not None:
             result.imported = self._merge()
+        given_up = set(self.given_up())
         ids = [
             job_id
             for job_id in tracker.candidate_ids(self.store, self.options.keep_remote)
-            if self._run_errors.get(job_id, 0) < self.options.max_errors
+            if job_id not in given_up
         ]
-        result.given_up = [j for j, n in self._run_errors.items() if n >= self.options.max_errors]
         items = tracker.claim(
             self.store,
             ids,
@@ -379,9 +378,6 @@ class Poller:
         self.reporter.cleaned(item, note)
 
     # ------------------------------------------------------------------ loop
-
-    def remaining(self) -> int:
-        return len(tracker.candidate_ids(self.store, self.options.keep_remote))
 
     def given_up(self) -> list[int]:
         return [j for j, n in self._run_errors.items() if n >= self.options.max_errors]

@@ -8,6 +8,9 @@ workspace that looks like one an earlier tool left behind: inputs under
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,3 +104,15 @@ def json_line(item: Made) -> str:
         "state": "JOB_STATE_PENDING",
     }
     return json.dumps(line)
+
+
+def poll_process(
+    emulator: Emulator, workdir: Path, *args: str, interval: str = "0.2", **popen: object
+) -> subprocess.Popen:  # type: ignore[type-arg]
+    """The real `gembatch poll` in its own process, against the emulator."""
+    env = {**os.environ, "GEMINI_API_KEY": "test-key"}
+    env.pop("GOOGLE_API_KEY", None)
+    command = [sys.executable, "-m", "gembatch", "poll", "--base-url", emulator.base_url]
+    return subprocess.Popen(
+        [*command, "--interval", interval, *args], cwd=workdir, env=env, **popen
+    )  # type: ignore[call-overload]

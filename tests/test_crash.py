@@ -9,17 +9,15 @@ with result files byte-identical to what the emulator served.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from jobfactory import MODEL, Made, json_line, make_jobs
+from jobfactory import MODEL, Made, json_line, make_jobs, poll_process
 
 from gembatch.emulator import Emulator
 
@@ -27,23 +25,12 @@ KILLS = 55
 
 
 def start_poll(emulator: Emulator, workdir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "GEMINI_API_KEY": "test-key"}
-    env.pop("GOOGLE_API_KEY", None)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gembatch",
-            "poll",
-            "--base-url",
-            emulator.base_url,
-            "--interval",
-            "0.1",
-            "--concurrency",
-            "2",
-        ],
-        cwd=workdir,
-        env=env,
+    return poll_process(
+        emulator,
+        workdir,
+        "--concurrency",
+        "2",
+        interval="0.1",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from jobfactory import client_for, json_line, make_jobs
+from jobfactory import client_for, json_line, make_jobs, poll_process
 from sqlalchemy import select
 
 from gembatch import states
@@ -247,26 +245,9 @@ def test_results_deleted_from_disk_are_downloaded_again_before_cleanup(
 # ---------------------------------------------------------------- subprocess tests
 
 
-def poll_process(emulator: Emulator, workdir: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "GEMINI_API_KEY": "test-key"}
-    env.pop("GOOGLE_API_KEY", None)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gembatch",
-            "poll",
-            "--base-url",
-            emulator.base_url,
-            "--interval",
-            "0.2",
-            *args,
-        ],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+def _poll_process(emulator: Emulator, workdir: Path, *args: str) -> subprocess.Popen[str]:
+    return poll_process(
+        emulator, workdir, *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
 
 
@@ -275,8 +256,8 @@ def test_two_pollers_never_download_or_delete_twice(emulator: Emulator, workdir:
     made = make_jobs(emulator, workdir, 50, requests=2)
     emulator.faults.configure(latency_s=0.02)
     emulator.finish_all()
-    first = poll_process(emulator, workdir, "--concurrency", "4")
-    second = poll_process(emulator, workdir, "--concurrency", "4")
+    first = _poll_process(emulator, workdir, "--concurrency", "4")
+    second = _poll_process(emulator, workdir, "--concurrency", "4")
     out1, _ = first.communicate(timeout=240)
     out2, _ = second.communicate(timeout=240)
     assert first.returncode == 0, out1
@@ -295,7 +276,7 @@ def test_line_appended_during_a_poll_survives(emulator: Emulator, workdir: Path)
     first = make_jobs(emulator, workdir, 2)
     for item in first:
         emulator.set_state(item.batch_name, "RUNNING")
-    process = poll_process(emulator, workdir)
+    process = _poll_process(emulator, workdir)
     try:
         deadline = time.monotonic() + 30
         while not (workdir / "gembatch.db").exists() and time.monotonic() < deadline:
@@ -325,7 +306,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(emulator: Emulator, workdir: Pa
     for item in made:
         emulator.set_state(item.batch_name, "RUNNING")
     emulator.reset_stats()
-    process = poll_process(emulator, workdir, "--interval", "30")
+    process = _poll_process(emulator, workdir, "--interval", "30")
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and emulator.count("batches.*") < 1:
