@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
-from gembatch import states
-from gembatch.models import Job
-from gembatch.snapshot import JobView
-from gembatch.store import Store
+from gembatch.common import states
+from gembatch.store.database import Store
+from gembatch.store.models import Job
+from gembatch.view.snapshot import JobView
 
 NOW = datetime(2025, 7, 12, 20, 0, tzinfo=timezone.utc)
 

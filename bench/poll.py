@@ -33,11 +33,11 @@ from pathlib import Path
 from google import genai
 from google.genai import types as genai_types
 
-from gembatch.gemini import Gemini
-from gembatch.importer import import_jobinfo
-from gembatch.locations import resolve
-from gembatch.poller import Poller, PollOptions
-from gembatch.store import open_store
+from gembatch.common.locations import resolve
+from gembatch.engine.poller import Poller, PollOptions
+from gembatch.jobinfo.importer import import_jobinfo
+from gembatch.remote.client import Gemini
+from gembatch.store.database import open_store
 
 KEY = "bench-key"
 MODEL = "models/gemini-2.5-flash"

@@ -109,10 +109,10 @@ def write_results(path: Path, lines: int, seed: int, prefix: str) -> None:
 def generate(root: Path, jobs: int, lines: int) -> None:
     from sqlalchemy import insert
 
-    from gembatch import states
-    from gembatch.locations import sqlite_url
-    from gembatch.models import EVENT_STATE_CHANGE, Event, Job
-    from gembatch.store import open_store
+    from gembatch.common import states
+    from gembatch.common.locations import sqlite_url
+    from gembatch.store.database import open_store
+    from gembatch.store.models import EVENT_STATE_CHANGE, Event, Job
 
     results = root / "batch" / "results"
     results.mkdir(parents=True)
@@ -176,10 +176,10 @@ def child(kind: str, root: Path, big: Path | None) -> dict[str, float]:
 
     from rich.console import Console
 
-    from gembatch.locations import sqlite_url
+    from gembatch.common.locations import sqlite_url
     from gembatch.report import build_report, render_report, report_json
-    from gembatch.resultstats import parse_result_file
-    from gembatch.store import open_store
+    from gembatch.report.resultstats import parse_result_file
+    from gembatch.store.database import open_store
 
     store = open_store(sqlite_url(root / "gembatch.db"))
     before = _rss_kb()

@@ -19,10 +19,10 @@ from fleet import NOW, best_of, fill, make_jobs
 from rich.console import Console
 from rich.table import Table
 
-from gembatch import states
-from gembatch.render import render_status
-from gembatch.snapshot import JobView, Snapshot, load_snapshot
-from gembatch.store import open_store
+from gembatch.common import states
+from gembatch.store.database import open_store
+from gembatch.view.render import render_status
+from gembatch.view.snapshot import JobView, Snapshot, load_snapshot
 
 WIDTH = 160
 _MIX = [states.SUCCEEDED] * 90 + [states.FAILED] * 3 + [states.CANCELLED] * 2

@@ -105,10 +105,10 @@ def _rss_kib(field: str) -> int:
 
 
 def _child(op: str, file: Path, db: Path) -> dict[str, Any]:
-    from gembatch.exporter import export_jobinfo
-    from gembatch.importer import import_jobinfo
-    from gembatch.locations import sqlite_url
-    from gembatch.store import open_store
+    from gembatch.common.locations import sqlite_url
+    from gembatch.jobinfo.exporter import export_jobinfo
+    from gembatch.jobinfo.importer import import_jobinfo
+    from gembatch.store.database import open_store
 
     store = open_store(sqlite_url(db))
     # Warm up what the first statement loads lazily, so it does not count as growth.
@@ -139,9 +139,9 @@ def _child(op: str, file: Path, db: Path) -> dict[str, Any]:
 
 def _naive_import(store: Any, file: Path) -> int:
     """What one would write first: parse a line, add a Job, commit, repeat."""
-    from gembatch.jobinfo import parse_line
-    from gembatch.models import Job
-    from gembatch.timeutil import now
+    from gembatch.common.timeutil import now
+    from gembatch.jobinfo.lines import parse_line
+    from gembatch.store.models import Job
 
     count = 0
     with open(file, encoding="utf-8") as lines:
@@ -157,8 +157,8 @@ def _naive_export(store: Any, out: Path) -> int:
     """Load every Job object, then write them (no streaming, no atomic rename)."""
     from sqlalchemy import select
 
-    from gembatch.jobinfo import record_from_row, to_line
-    from gembatch.models import Job
+    from gembatch.jobinfo.lines import record_from_row, to_line
+    from gembatch.store.models import Job
 
     with store.reading() as session:
         jobs = session.scalars(select(Job).order_by(Job.id)).all()
@@ -187,13 +187,13 @@ def bench_status(db: Path, repeat: int = 3) -> dict[str, float] | None:
     try:
         from rich.console import Console
 
-        from gembatch.render import render_status
-        from gembatch.snapshot import load_snapshot
+        from gembatch.view.render import render_status
+        from gembatch.view.snapshot import load_snapshot
     except ImportError:
         print("status rendering: gembatch.render is not available")
         return None
-    from gembatch.locations import sqlite_url
-    from gembatch.store import open_store
+    from gembatch.common.locations import sqlite_url
+    from gembatch.store.database import open_store
 
     store = open_store(sqlite_url(db))
     try:

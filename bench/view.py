@@ -26,11 +26,11 @@ from fleet import NOW, best_of, fill, make_jobs
 from rich.console import Console
 from rich.screen import Screen
 
-from gembatch import states
-from gembatch.dashboard import DashboardInfo, render_dashboard
-from gembatch.render import render_status
-from gembatch.snapshot import Snapshot, load_jobs, load_snapshot
-from gembatch.store import open_store
+from gembatch.common import states
+from gembatch.store.database import open_store
+from gembatch.view.dashboard import DashboardInfo, render_dashboard
+from gembatch.view.render import render_status
+from gembatch.view.snapshot import Snapshot, load_jobs, load_snapshot
 
 TARGET_S = 0.050
 _MIX = [states.SUCCEEDED] * 88 + [states.FAILED] * 3 + [states.CANCELLED] * 2

@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from gembatch import __version__
-from gembatch.cli_support import AppContext
-from gembatch.errors import GembatchError
-from gembatch.locations import DB_ENV, DEFAULT_JOB_INFO, resolve
+from gembatch.commands.support import AppContext
+from gembatch.common.errors import GembatchError
+from gembatch.common.locations import DB_ENV, DEFAULT_JOB_INFO, resolve
 
 EXIT_INTERRUPTED = 130
 

@@ -13,7 +13,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection
 
-from gembatch.models import Base
+from gembatch.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -55,8 +55,8 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
 
-    from gembatch.locations import resolve
-    from gembatch.store import make_engine, sqlite_foreign_keys
+    from gembatch.common.locations import resolve
+    from gembatch.store.database import make_engine, sqlite_foreign_keys
 
     url = os.environ.get("GEMBATCH_DB") or config.get_main_option("sqlalchemy.url")
     engine = make_engine(resolve(None, url).db_url)

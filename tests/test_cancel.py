@@ -7,11 +7,11 @@ from pathlib import Path
 from sqlalchemy import select
 from test_submit import KEY, jobs, write_input
 
-from gembatch import states
+from gembatch.common import states
+from gembatch.common.locations import sqlite_url
 from gembatch.emulator import Emulator
-from gembatch.locations import sqlite_url
-from gembatch.models import Event
-from gembatch.store import open_store
+from gembatch.store.database import open_store
+from gembatch.store.models import Event
 
 
 def cancel(emulator: Emulator, *args: str, run_cli):  # type: ignore[no-untyped-def]

@@ -7,12 +7,12 @@ from pathlib import Path
 from jobfactory import client_for
 from test_submit import KEY, jobs, write_input
 
-from gembatch import states
-from gembatch.cleanup import plan_cleanup
+from gembatch.common import states
+from gembatch.common.locations import resolve, sqlite_url
 from gembatch.emulator import Emulator
-from gembatch.gemini import Gemini
-from gembatch.locations import resolve, sqlite_url
-from gembatch.store import open_store
+from gembatch.engine.cleanup import plan_cleanup
+from gembatch.remote.client import Gemini
+from gembatch.store.database import open_store
 
 MODEL = "models/gemini-2.5-flash"
 

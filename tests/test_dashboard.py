@@ -22,18 +22,18 @@ from rich.console import Console
 from rich.segment import Segment
 from sqlalchemy import update
 
-from gembatch import states
-from gembatch.dashboard import (
+from gembatch.common import states
+from gembatch.common.locations import sqlite_url
+from gembatch.store.database import Store, open_store
+from gembatch.store.models import Job
+from gembatch.view.dashboard import (
     Dashboard,
     DashboardInfo,
     DownloadProgress,
     render_dashboard,
 )
-from gembatch.live_view import LiveReporter, LiveView, db_display_name, wants_live
-from gembatch.locations import sqlite_url
-from gembatch.models import Job
-from gembatch.snapshot import JobView, Snapshot
-from gembatch.store import Store, open_store
+from gembatch.view.live import LiveReporter, LiveView, db_display_name, wants_live
+from gembatch.view.snapshot import JobView, Snapshot
 
 UTC = timezone.utc
 NOW = datetime(2025, 7, 12, 20, 0, 0, tzinfo=UTC)
@@ -619,7 +619,7 @@ def test_countdown_ticks_redraw_from_the_last_frame_without_reading(store: Store
 
 
 def test_download_progress_reaches_the_frame(store: Store) -> None:
-    from gembatch.tracker import WorkItem
+    from gembatch.store.tracker import WorkItem
 
     item = WorkItem(
         id=5,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from gembatch import states
-from gembatch.locations import sqlite_url
-from gembatch.models import Job
-from gembatch.store import open_store
+from gembatch.common import states
+from gembatch.common.locations import sqlite_url
+from gembatch.store.database import open_store
+from gembatch.store.models import Job
 
 
 def test_demo_runs_end_to_end(workdir: Path, run_cli) -> None:

@@ -14,14 +14,14 @@ import filelock
 import pytest
 from conftest import JOB_INFO_FIXTURES, invoke
 
-from gembatch import exporter
-from gembatch.errors import BadInput, GembatchError
-from gembatch.exporter import export_jobinfo, jobinfo_lock
-from gembatch.importer import import_jobinfo
-from gembatch.locations import sqlite_url
-from gembatch.models import Job
-from gembatch.store import Store, open_store
-from gembatch.timeutil import now
+from gembatch.common.errors import BadInput, GembatchError
+from gembatch.common.locations import sqlite_url
+from gembatch.common.timeutil import now
+from gembatch.jobinfo import exporter
+from gembatch.jobinfo.exporter import export_jobinfo, jobinfo_lock
+from gembatch.jobinfo.importer import import_jobinfo
+from gembatch.store.database import Store, open_store
+from gembatch.store.models import Job
 
 UTC = timezone.utc
 V03 = JOB_INFO_FIXTURES / "v0.3-counted.jsonl"
@@ -226,8 +226,8 @@ def test_line_appended_without_the_lock_while_exporting_is_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another program appends (without taking our lock) between our merge and rename."""
-    from gembatch import exporter
-    from gembatch.store import open_store
+    from gembatch.jobinfo import exporter
+    from gembatch.store.database import open_store
 
     info = tmp_path / "job-info.jsonl"
     first = (

@@ -16,9 +16,9 @@ from google import genai
 from google.genai import errors as genai_errors
 from jobfactory import make_jobs
 
-from gembatch import states
+from gembatch.common import states
 from gembatch.emulator import Emulator
-from gembatch.gemini import (
+from gembatch.remote.client import (
     Gemini,
     Interrupted,
     NotFound,

@@ -14,13 +14,13 @@ import pytest
 from conftest import JOB_INFO_FIXTURES, invoke
 from sqlalchemy import create_engine, select, text
 
-from gembatch import importer
-from gembatch.errors import BadInput
-from gembatch.importer import BadLines, import_jobinfo, merge_values
-from gembatch.jobinfo import JobRecord
-from gembatch.locations import sqlite_url
-from gembatch.models import Event, Job
-from gembatch.store import Store, open_store
+from gembatch.common.errors import BadInput
+from gembatch.common.locations import sqlite_url
+from gembatch.jobinfo import importer
+from gembatch.jobinfo.importer import BadLines, import_jobinfo, merge_values
+from gembatch.jobinfo.lines import JobRecord
+from gembatch.store.database import Store, open_store
+from gembatch.store.models import Event, Job
 
 UTC = timezone.utc
 FIXTURE_FILES = ["v0.1-legacy.jsonl", "v0.2-structured.jsonl", "v0.3-counted.jsonl"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import JOB_INFO_FIXTURES
 
-from gembatch.jobinfo import (
+from gembatch.jobinfo.lines import (
     JobRecord,
     LineError,
     parse_line,

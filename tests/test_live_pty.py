@@ -22,11 +22,11 @@ import pytest
 from jobfactory import make_jobs
 from sqlalchemy import update
 
-from gembatch import states, timeutil
+from gembatch.common import states, timeutil
+from gembatch.common.locations import sqlite_url
 from gembatch.emulator import Emulator
-from gembatch.locations import sqlite_url
-from gembatch.models import Job
-from gembatch.store import open_store
+from gembatch.store.database import open_store
+from gembatch.store.models import Job
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pty")
 

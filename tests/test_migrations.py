@@ -12,9 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select, text
 
-from gembatch.locations import sqlite_url
-from gembatch.models import Base, Event, Job
-from gembatch.store import (
+from gembatch.common.locations import sqlite_url
+from gembatch.store.database import (
     alembic_config,
     current_revision,
     downgrade,
@@ -23,6 +22,7 @@ from gembatch.store import (
     open_store,
     upgrade,
 )
+from gembatch.store.models import Base, Event, Job
 
 JOB_COLUMNS = {
     "id",

@@ -12,12 +12,12 @@ import pytest
 from jobfactory import client_for, json_line, make_jobs, poll_process
 from sqlalchemy import select
 
-from gembatch import states
+from gembatch.common import states
+from gembatch.common.locations import sqlite_url
 from gembatch.emulator import Emulator
 from gembatch.emulator.config import OutcomeRule
-from gembatch.locations import sqlite_url
-from gembatch.models import Event, Job
-from gembatch.store import open_store
+from gembatch.store.database import open_store
+from gembatch.store.models import Event, Job
 
 
 def poll(emulator: Emulator, *args: str, run_cli) -> object:  # type: ignore[no-untyped-def]

@@ -16,8 +16,8 @@ from rich.console import Console, RenderableType
 from rich.segment import Segment
 from rich.style import Style
 
-from gembatch import states
-from gembatch.render import (
+from gembatch.common import states
+from gembatch.view.render import (
     CHECKING_STYLE,
     clip_left,
     clip_right,
@@ -29,7 +29,7 @@ from gembatch.render import (
     state_cell,
     status_json,
 )
-from gembatch.snapshot import JobView, Snapshot
+from gembatch.view.snapshot import JobView, Snapshot
 
 UTC = timezone.utc
 NOW = datetime(2025, 7, 12, 20, 0, 0, tzinfo=UTC)

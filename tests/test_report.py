@@ -25,15 +25,15 @@ import pytest
 from conftest import REAL_GEMINI
 from rich.console import Console
 
-from gembatch import states
-from gembatch.locations import Locations, sqlite_url
-from gembatch.models import EVENT_STATE_CHANGE, Event, Job
-from gembatch.pricing import PriceTable, parse_price
+from gembatch.common import states
+from gembatch.common.locations import Locations, sqlite_url
 from gembatch.report import build_report, percentile, print_report
 from gembatch.report.build import Spread
 from gembatch.report.failed import collect_failed, request_history, write_failed
+from gembatch.report.pricing import PriceTable, parse_price
 from gembatch.report.render import report_json
-from gembatch.store import Store, open_store
+from gembatch.store.database import Store, open_store
+from gembatch.store.models import EVENT_STATE_CHANGE, Event, Job
 
 T0 = datetime(2025, 7, 1, 12, 0, tzinfo=timezone.utc)
 NOW = T0 + timedelta(hours=4)
@@ -258,7 +258,7 @@ def test_price_override_and_discount(ws: Workspace) -> None:
 
 @pytest.mark.parametrize("text", ["x", "m=1", "m=a,b", "=1,2", "m=-1,2"])
 def test_bad_price_is_a_one_line_error(text: str) -> None:
-    from gembatch.errors import BadInput
+    from gembatch.common.errors import BadInput
 
     with pytest.raises(BadInput, match="--price"):
         parse_price(text)
@@ -274,7 +274,7 @@ def test_warnings_where_the_api_disagrees(ws: Workspace) -> None:
 
 def test_second_report_reads_the_cache(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     first = build_report(ws.store, NOW)
-    import gembatch.resultstats as rs
+    import gembatch.report.resultstats as rs
 
     def fail(path: object) -> None:
         raise AssertionError(f"parsed {path} again")

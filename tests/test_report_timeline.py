@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 from rich.console import Console
 
-from gembatch import states
-from gembatch.timeline import Bar, render_timeline
+from gembatch.common import states
+from gembatch.view.timeline import Bar, render_timeline
 
 T0 = datetime(2025, 7, 1, 12, 0, tzinfo=timezone.utc)
 

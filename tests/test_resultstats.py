@@ -10,9 +10,8 @@ from pathlib import Path
 from conftest import REAL_GEMINI
 from sqlalchemy import delete, select
 
-from gembatch.locations import sqlite_url
-from gembatch.models import Job, JobStats
-from gembatch.resultstats import (
+from gembatch.common.locations import sqlite_url
+from gembatch.report.resultstats import (
     MALFORMED,
     MAX_ERROR_KINDS,
     OTHER_ERRORS,
@@ -21,7 +20,8 @@ from gembatch.resultstats import (
     load_stats,
     parse_result_file,
 )
-from gembatch.store import Store, open_store
+from gembatch.store.database import Store, open_store
+from gembatch.store.models import Job, JobStats
 
 T0 = datetime(2025, 7, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -8,14 +8,14 @@ from pathlib import Path
 from jobfactory import make_jobs
 from sqlalchemy import select
 
-from gembatch import states
+from gembatch.common import states
+from gembatch.common.locations import Locations, sqlite_url
 from gembatch.emulator import Emulator
 from gembatch.emulator.config import OutcomeRule
-from gembatch.locations import Locations, sqlite_url
-from gembatch.models import Job
+from gembatch.engine.retry import retry_input_path
 from gembatch.report.failed import request_history
-from gembatch.retry import retry_input_path
-from gembatch.store import open_store
+from gembatch.store.database import open_store
+from gembatch.store.models import Job
 
 ENV = {"GEMINI_API_KEY": "test-key"}
 

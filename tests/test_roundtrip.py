@@ -24,12 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from gembatch import states
-from gembatch.exporter import export_jobinfo
-from gembatch.importer import import_jobinfo
-from gembatch.jobinfo import JobRecord, parse_line, to_line
-from gembatch.locations import sqlite_url
-from gembatch.store import Store, open_store
+from gembatch.common import states
+from gembatch.common.locations import sqlite_url
+from gembatch.jobinfo.exporter import export_jobinfo
+from gembatch.jobinfo.importer import import_jobinfo
+from gembatch.jobinfo.lines import JobRecord, parse_line, to_line
+from gembatch.store.database import Store, open_store
 
 UTC = timezone.utc
 SETTINGS = settings(

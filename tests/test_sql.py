@@ -18,12 +18,13 @@ import pytest
 from click.testing import Result
 from sqlalchemy import create_engine, func, make_url, select
 
-from gembatch import sqlquery, states
-from gembatch.errors import BadInput
-from gembatch.models import Event, Job
-from gembatch.output import write_json
-from gembatch.sqlquery import connect_sqlite_readonly, describe_schema, run_query
-from gembatch.store import Store, open_store
+from gembatch.common import states
+from gembatch.common.errors import BadInput
+from gembatch.store import sqlquery
+from gembatch.store.database import Store, open_store
+from gembatch.store.models import Event, Job
+from gembatch.store.sqlquery import connect_sqlite_readonly, describe_schema, run_query
+from gembatch.view.output import write_json
 
 RunCli = Callable[..., Result]
 UTC = timezone.utc

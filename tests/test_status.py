@@ -13,10 +13,10 @@ import pytest
 from click.testing import Result
 from sqlalchemy import create_engine, make_url
 
-from gembatch import states
-from gembatch.models import Job
-from gembatch.snapshot import JobView, load_snapshot
-from gembatch.store import Store, open_store
+from gembatch.common import states
+from gembatch.store.database import Store, open_store
+from gembatch.store.models import Job
+from gembatch.view.snapshot import JobView, load_snapshot
 
 RunCli = Callable[..., Result]
 

@@ -9,13 +9,10 @@ import pytest
 from jobfactory import request_lines
 from sqlalchemy import select, update
 
-from gembatch import states
+from gembatch.common import states
+from gembatch.common.locations import resolve, sqlite_url
 from gembatch.emulator import Emulator
-from gembatch.gemini import Gemini
-from gembatch.locations import resolve, sqlite_url
-from gembatch.models import Event, Job
-from gembatch.store import open_store
-from gembatch.submit import (
+from gembatch.engine.submit import (
     FAILED,
     PENDING,
     SUBMITTED,
@@ -24,6 +21,9 @@ from gembatch.submit import (
     make_display_name,
     prepare,
 )
+from gembatch.remote.client import Gemini
+from gembatch.store.database import open_store
+from gembatch.store.models import Event, Job
 
 KEY = {"GEMINI_API_KEY": "test-key"}
 BAD_INPUTS = Path(__file__).parent / "bad_inputs"
@@ -315,7 +315,7 @@ def test_an_intent_held_by_a_live_submit_is_left_alone(
     with store.transaction() as session:
         session.execute(update(Job).values(lease_owner=None))
         session.execute(update(Job).values(lease_owner="otherhost:1:x"))
-        from gembatch.timeutil import now
+        from gembatch.common.timeutil import now
 
         session.execute(update(Job).values(lease_expires_at=now().replace(year=2999)))
     store.dispose()

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gembatch import states, tracker
-from gembatch.gemini import parse_operation
-from gembatch.locations import sqlite_url
-from gembatch.models import Event, Job
-from gembatch.store import Store, open_store
+from gembatch.common import states
+from gembatch.common.locations import sqlite_url
+from gembatch.remote.client import parse_operation
+from gembatch.store import tracker
+from gembatch.store.database import Store, open_store
+from gembatch.store.models import Event, Job
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -233,7 +234,7 @@ def test_racing_claims_on_postgres(pg_schema_url: str) -> None:
 
 def test_poller_heartbeat_keeps_leases_through_a_long_cycle(store: Store, tmp_path: Path) -> None:
     """A cycle longer than the lease: the heartbeat renews it, so nobody else takes over."""
-    from gembatch.poller import Poller, PollOptions, _Heartbeat
+    from gembatch.engine.poller import Poller, PollOptions, _Heartbeat
 
     ids = [add(store, f"batches/h{i}", states.RUNNING) for i in range(3)]
     options = PollOptions(lease_ttl=timedelta(seconds=3))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from gembatch.cancel import cancel_jobs, describe, open_job_ids, resolve_jobs
-from gembatch.cli_support import AppContext, base_url_option, make_gemini, pass_app
-from gembatch.errors import BadInput
+from gembatch.commands.support import AppContext, base_url_option, make_gemini, pass_app
+from gembatch.common.errors import BadInput
+from gembatch.engine.cancel import cancel_jobs, describe, open_job_ids, resolve_jobs
 
 
 @click.command("cancel")

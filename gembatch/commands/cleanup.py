@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from gembatch.cleanup import CleanupPlan, Resource, execute, plan_cleanup
-from gembatch.cli_support import AppContext, base_url_option, make_gemini, pass_app
-from gembatch.exporter import export_jobinfo
+from gembatch.commands.support import AppContext, base_url_option, make_gemini, pass_app
+from gembatch.engine.cleanup import CleanupPlan, Resource, execute, plan_cleanup
+from gembatch.jobinfo.exporter import export_jobinfo
 
 
 def _show(resources: list[Resource], *, kept: bool) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from gembatch.cli_support import AppContext, pass_app
-from gembatch.store import current_revision, head_revision, make_engine, upgrade
+from gembatch.commands.support import AppContext, pass_app
+from gembatch.store.database import current_revision, head_revision, make_engine, upgrade
 
 
 @click.group()

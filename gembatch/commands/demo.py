@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gembatch.demo import DEFAULT_DIR, expected_counts, run_demo
+from gembatch.engine.demo import DEFAULT_DIR, expected_counts, run_demo
 
 EXIT_INTERRUPTED = 130
 

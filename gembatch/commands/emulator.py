@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gembatch.errors import BadInput
+from gembatch.common.errors import BadInput
 
 # The emulator itself is imported only when this command runs: every other gembatch
 # command would otherwise pay for loading an HTTP server.

@@ -6,8 +6,8 @@ import os
 
 import click
 
-from gembatch.cli_support import AppContext, pass_app
-from gembatch.exporter import export_jobinfo
+from gembatch.commands.support import AppContext, pass_app
+from gembatch.jobinfo.exporter import export_jobinfo
 
 
 @click.command("export")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from gembatch.cli_support import AppContext, pass_app
-from gembatch.errors import BadInput
-from gembatch.importer import BadLines, import_jobinfo
+from gembatch.commands.support import AppContext, pass_app
+from gembatch.common.errors import BadInput
+from gembatch.jobinfo.importer import BadLines, import_jobinfo
 
 
 @click.command("import")

@@ -6,15 +6,15 @@ import sys
 
 import click
 
-from gembatch.cli_support import (
+from gembatch.commands.support import (
     AppContext,
     base_url_option,
     make_gemini,
     pass_app,
     retries_option,
 )
-from gembatch.poll_session import RESUME_HINT, run_poll
-from gembatch.poller import PollOptions
+from gembatch.engine.poller import PollOptions
+from gembatch.engine.session import RESUME_HINT, run_poll
 
 EXIT_INTERRUPTED = 130
 

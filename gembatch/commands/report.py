@@ -11,14 +11,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gembatch import timeutil
-from gembatch.cli_support import AppContext, pass_app
-from gembatch.errors import BadInput
-from gembatch.output import write_rows
-from gembatch.pricing import BATCH_DISCOUNT, PriceTable, parse_price
+from gembatch.commands.support import AppContext, pass_app
+from gembatch.common import timeutil
+from gembatch.common.errors import BadInput
 from gembatch.report.build import build_report
 from gembatch.report.failed import collect_failed, request_history, write_failed
+from gembatch.report.pricing import BATCH_DISCOUNT, PriceTable, parse_price
 from gembatch.report.render import JOB_COLUMNS, job_rows, render_report, report_json
+from gembatch.view.output import write_rows
 
 # Piped output is not cut to a terminal's width (as in ``status``).
 _PIPE_WIDTH = 200

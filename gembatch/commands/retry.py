@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from gembatch.cli_support import AppContext, base_url_option, make_gemini, pass_app
-from gembatch.retry import retry_failed
+from gembatch.commands.support import AppContext, base_url_option, make_gemini, pass_app
+from gembatch.engine.retry import retry_failed
 
 EXIT_INTERRUPTED = 130
 

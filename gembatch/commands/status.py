@@ -7,10 +7,10 @@ import json
 import click
 from rich.console import Console
 
-from gembatch import timeutil
-from gembatch.cli_support import AppContext, pass_app
-from gembatch.render import render_status, status_json
-from gembatch.snapshot import load_snapshot
+from gembatch.commands.support import AppContext, pass_app
+from gembatch.common import timeutil
+from gembatch.view.render import render_status, status_json
+from gembatch.view.snapshot import load_snapshot
 
 # Piped output is not cut to a terminal's width: nothing to fit, and grep
 # should see whole file names and errors.

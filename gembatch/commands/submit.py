@@ -18,15 +18,15 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from gembatch.cli_support import (
+from gembatch.commands.support import (
     AppContext,
     base_url_option,
     make_gemini,
     pass_app,
     retries_option,
 )
-from gembatch.inputs import MAX_INPUT_BYTES
-from gembatch.submit import DEFAULT_MODEL, MODEL_ENV, UNDONE, SubmitOptions, submit_files
+from gembatch.engine.inputs import MAX_INPUT_BYTES
+from gembatch.engine.submit import DEFAULT_MODEL, MODEL_ENV, UNDONE, SubmitOptions, submit_files
 
 EXIT_INTERRUPTED = 130
 

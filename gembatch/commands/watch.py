@@ -7,12 +7,12 @@ import sys
 import click
 from rich.console import Console
 
-from gembatch import timeutil
-from gembatch.cli_support import AppContext, pass_app
-from gembatch.dashboard import DashboardInfo, render_dashboard
-from gembatch.live_view import LiveView, db_display_name, run_watch, wants_live
-from gembatch.poll_session import sigterm_as_interrupt
-from gembatch.snapshot import load_snapshot
+from gembatch.commands.support import AppContext, pass_app
+from gembatch.common import timeutil
+from gembatch.engine.session import sigterm_as_interrupt
+from gembatch.view.dashboard import DashboardInfo, render_dashboard
+from gembatch.view.live import LiveView, db_display_name, run_watch, wants_live
+from gembatch.view.snapshot import load_snapshot
 
 # Without a terminal there is no size to fit: one frame tall enough for a
 # screenful of rows, as wide as a wide terminal.

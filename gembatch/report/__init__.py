@@ -11,13 +11,13 @@ from datetime import datetime
 
 from rich.console import Console
 
-from gembatch.locations import Locations
-from gembatch.pricing import PriceTable
+from gembatch.common.locations import Locations
+from gembatch.common.timeutil import now as utcnow
 from gembatch.report.build import JobReport, Report, Spread, build_report, percentile, summarize
 from gembatch.report.failed import collect_failed, request_history, write_failed
+from gembatch.report.pricing import PriceTable
 from gembatch.report.render import render_report, report_json
-from gembatch.store import Store
-from gembatch.timeutil import now as utcnow
+from gembatch.store.database import Store
 
 
 def print_report(

@@ -24,13 +24,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from gembatch import states
-from gembatch.atomic import atomic_writer
-from gembatch.hashing import file_sha256
-from gembatch.locations import Locations
-from gembatch.models import Job
-from gembatch.resultstats import iter_result_lines, request_key
-from gembatch.store import Store
+from gembatch.common import states
+from gembatch.common.atomic import atomic_writer
+from gembatch.common.hashing import file_sha256
+from gembatch.common.locations import Locations
+from gembatch.report.resultstats import iter_result_lines, request_key
+from gembatch.store.database import Store
+from gembatch.store.models import Job
 
 RETRYABLE_STATES = frozenset({states.SUCCEEDED, states.FAILED, states.EXPIRED})
 

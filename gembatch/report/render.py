@@ -14,13 +14,13 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from gembatch import states
-from gembatch.pricing import PRICES
-from gembatch.render import state_cell, state_look
+from gembatch.common import states
+from gembatch.common.timeutil import format_duration, format_timestamp
 from gembatch.report.build import Group, JobReport, Report, Spread
-from gembatch.resultstats import error_label
-from gembatch.timeline import Bar, render_timeline
-from gembatch.timeutil import format_duration, format_timestamp
+from gembatch.report.pricing import PRICES
+from gembatch.report.resultstats import error_label
+from gembatch.view.render import state_cell, state_look
+from gembatch.view.timeline import Bar, render_timeline
 
 ESTIMATE_NOTE = (
     "Cost is an estimate: list prices per 1M tokens (thinking billed as output), "

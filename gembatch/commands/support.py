@@ -1,0 +1,62 @@
+"""Shared pieces of the click layer: the app context and output helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from gembatch.common.locations import Locations
+from gembatch.remote import config as remote_config
+from gembatch.store.database import Store, open_store
+
+
+@dataclass
+class AppContext:
+    """What every sub-command gets through :data:`pass_app`."""
+
+    locations: Locations
+    debug: bool = False
+    _store: Store | None = field(default=None, repr=False)
+
+    def store(self) -> Store:
+        """The migrated database, opened on first use."""
+        if self._store is None:
+            self._store = open_store(self.locations.db_url)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
+
+
+if TYPE_CHECKING:
+    from gembatch.remote.client import Gemini
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+pass_app = click.make_pass_decorator(AppContext)
+
+base_url_option = click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="API endpoint [env GOOGLE_GEMINI_BASE_URL; default: the Gemini API].",
+)
+
+
+def retries_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--retries", type=click.IntRange(0, 20), default=5, show_default=True, help=help
+    )
+
+
+def make_gemini(base_url: str | None, retries: int = 5) -> Gemini:
+    """The one API client of a command: key and endpoint from flags and environment."""
+    from gembatch.remote.client import Gemini, RetryPolicy
+
+    endpoint = remote_config.base_url(base_url)
+    return Gemini(remote_config.api_key(), base_url=endpoint, retry=RetryPolicy(retries + 1))

@@ -1,0 +1,237 @@
+"""``cleanup``: delete remote batches and files whose results are safe, after listing them.
+
+Safe means (invariant 2): the job is terminal and its results are recorded and
+still on disk at the recorded size, or it left no output to keep. A job that
+is not terminal is never deleted, ``--force`` or not; ``--force`` only lets a
+finished job go whose results were never downloaded.
+
+With ``include_untracked`` the remote listings (batches and files, paged with
+an explicit page size) are compared with the database, and what it does not
+know is offered too: finished batches that hold no results, uploads nobody
+uses. An unknown SUCCEEDED batch or result file holds results gembatch never
+saved, so it needs ``--force``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from gembatch.common import states
+from gembatch.common.locations import Locations
+from gembatch.engine.downloads import results_safe
+from gembatch.engine.submit import FAILED, PENDING
+from gembatch.remote.client import Gemini, NotFound, RemoteError
+from gembatch.store import tracker
+from gembatch.store.database import Store
+from gembatch.store.models import Job
+
+LIST_PAGE_SIZE = 100
+BATCH = "batch"
+FILE = "file"
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str  # batch or file
+    name: str
+    what: str  # what it is, for the listing
+    job_id: int | None = None
+    reason: str = ""  # why it is kept (empty when it is to be deleted)
+
+
+@dataclass
+class CleanupPlan:
+    delete: list[Resource] = field(default_factory=list)
+    keep: list[Resource] = field(default_factory=list)
+    # Jobs recorded as cleaned once every one of their resources is gone.
+    jobs: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class CleanupResult:
+    deleted: list[Resource] = field(default_factory=list)
+    gone: list[Resource] = field(default_factory=list)
+    failed: list[tuple[Resource, str]] = field(default_factory=list)
+    cleaned_jobs: int = 0
+
+
+def _safe(job: Job, locations: Locations) -> bool:
+    """The poller's own rule (:func:`gembatch.results.results_safe`), on a row."""
+    return results_safe(tracker.work_item(job), locations)
+
+
+def _job_resources(job: Job) -> list[tuple[str, str, str]]:
+    found = []
+    if job.batch_name:
+        found.append((BATCH, job.batch_name, f"batch of {job.input_file}"))
+    if job.uploaded_file_name:
+        found.append((FILE, job.uploaded_file_name, f"input file of {job.input_file}"))
+    if job.dest_file_name and not job.dest_inline:
+        found.append((FILE, job.dest_file_name, f"result file of {job.input_file}"))
+    return found
+
+
+def plan_cleanup(
+    store: Store,
+    gemini: Gemini | None,
+    locations: Locations,
+    *,
+    include_untracked: bool = False,
+    force: bool = False,
+    page_size: int = LIST_PAGE_SIZE,
+) -> CleanupPlan:
+    plan = CleanupPlan()
+    with store.reading() as session:
+        jobs = list(session.scalars(select(Job).order_by(Job.id)))
+    for job in jobs:
+        if job.cleaned_at is not None:
+            continue
+        if job.batch_name is None:
+            # A failed submit's upload holds nothing; an in-flight one is not ours to touch.
+            if job.submit_state == FAILED and job.uploaded_file_name:
+                plan.delete.append(
+                    Resource(
+                        FILE,
+                        job.uploaded_file_name,
+                        f"upload of a failed submit of {job.input_file}",
+                        job.id,
+                    )
+                )
+                plan.jobs[job.id] = "deleted the upload of a failed submit"
+            continue
+        resources = _job_resources(job)
+        if not states.is_terminal(job.state):
+            reason = f"still {states.short(job.state)}: never deleted before it finishes"
+            plan.keep.extend(Resource(k, n, w, job.id, reason) for k, n, w in resources)
+            continue
+        if job.last_polled_at is None and not job.result_path:
+            # Only a job-info line says it finished: never delete on that word alone.
+            reason = "finished only according to job-info: run `gembatch poll` to confirm"
+            plan.keep.extend(Resource(k, n, w, job.id, reason) for k, n, w in resources)
+            continue
+        what_suffix = ""
+        if not _safe(job, locations):
+            if not force:
+                reason = "results not downloaded: run `gembatch poll` first (or --force)"
+                plan.keep.extend(Resource(k, n, w, job.id, reason) for k, n, w in resources)
+                continue
+            what_suffix = " (results NOT downloaded; --force)"
+        plan.delete.extend(Resource(k, n, w + what_suffix, job.id) for k, n, w in resources)
+        plan.jobs[job.id] = "cleanup" + (" --force" if what_suffix else "")
+    if include_untracked:
+        if gemini is None:
+            raise ValueError("listing untracked resources needs the API")
+        _plan_untracked(plan, jobs, gemini, locations, force=force, page_size=page_size)
+    return plan
+
+
+def _plan_untracked(
+    plan: CleanupPlan,
+    jobs: list[Job],
+    gemini: Gemini,
+    locations: Locations,
+    *,
+    force: bool,
+    page_size: int,
+) -> None:
+    known: dict[str, Job] = {}
+    for job in jobs:
+        for _, name, _ in _job_resources(job):
+            known[name] = job
+    planned = {r.name for r in plan.delete} | {r.name for r in plan.keep}
+    submit_in_flight = any(j.submit_state == PENDING and j.batch_name is None for j in jobs)
+    live_inputs: set[str] = set()
+    for batch in gemini.list_batches(page_size=page_size):
+        if batch.input_file_name and not batch.terminal:
+            live_inputs.add(batch.input_file_name)
+        if batch.name in known or batch.name in planned:
+            continue
+        what = f"untracked batch {batch.display_name or ''} ({states.short(batch.state)})".replace(
+            "  ", " "
+        )
+        if not batch.terminal:
+            plan.keep.append(
+                Resource(BATCH, batch.name, what, reason="still running: never deleted")
+            )
+        elif batch.state == states.SUCCEEDED and not force:
+            reason = "its results were never downloaded by gembatch (--force deletes it)"
+            plan.keep.append(Resource(BATCH, batch.name, what, reason=reason))
+        else:
+            plan.delete.append(Resource(BATCH, batch.name, what))
+    for raw in gemini.list_files(page_size=page_size):
+        name = str(raw.get("name") or "")
+        if not name or name in planned:
+            continue
+        owner = known.get(name)
+        if owner is not None:
+            # Result files outlive the poller's clean-up (it deletes batch and input only).
+            if (
+                owner.cleaned_at is not None
+                and name == owner.dest_file_name
+                and _safe(owner, locations)
+            ):
+                plan.delete.append(
+                    Resource(FILE, name, f"result file of {owner.input_file} (saved)")
+                )
+            continue
+        _plan_untracked_file(plan, raw, name, live_inputs, submit_in_flight, force)
+
+
+def _plan_untracked_file(
+    plan: CleanupPlan,
+    raw: dict[str, Any],
+    name: str,
+    live_inputs: set[str],
+    submit_in_flight: bool,
+    force: bool,
+) -> None:
+    label = raw.get("displayName") or ""
+    if raw.get("source") == "GENERATED":
+        what = f"untracked result file {label}".strip()
+        if force:
+            plan.delete.append(Resource(FILE, name, what))
+        else:
+            reason = "results gembatch never saved (--force deletes it)"
+            plan.keep.append(Resource(FILE, name, what, reason=reason))
+        return
+    what = f"untracked upload {label}".strip()
+    if name in live_inputs:
+        plan.keep.append(Resource(FILE, name, what, reason="input of a running batch"))
+    elif submit_in_flight:
+        reason = "a submit is in flight and may be about to use it"
+        plan.keep.append(Resource(FILE, name, what, reason=reason))
+    else:
+        plan.delete.append(Resource(FILE, name, what))
+
+
+def execute(store: Store, gemini: Gemini, plan: CleanupPlan) -> CleanupResult:
+    """Delete what the plan lists; a job is marked cleaned once all of its resources are gone."""
+    result = CleanupResult()
+    notes: dict[int, list[str]] = {}
+    broken: set[int] = set()
+    for resource in plan.delete:
+        delete = gemini.delete_batch if resource.kind == BATCH else gemini.delete_file
+        try:
+            delete(resource.name)
+            result.deleted.append(resource)
+            note = f"deleted {resource.kind} {resource.name}"
+        except NotFound:
+            result.gone.append(resource)
+            note = f"{resource.kind} {resource.name} already gone"
+        except RemoteError as exc:
+            result.failed.append((resource, str(exc)))
+            if resource.job_id is not None:
+                broken.add(resource.job_id)
+                tracker.record_error(store, resource.job_id, f"cleanup: {exc}")
+            continue
+        if resource.job_id is not None:
+            notes.setdefault(resource.job_id, []).append(note)
+    for job_id, label in plan.jobs.items():
+        if job_id in broken:
+            continue
+        tracker.record_cleanup(store, job_id, f"{label}: " + "; ".join(notes.get(job_id, [])))
+        result.cleaned_jobs += 1
+    return result

@@ -1,0 +1,157 @@
+"""``retry``: resubmit exactly the failed requests, as new jobs linked to the originals.
+
+Each original job with failed requests (see :mod:`gembatch.report.failed` for
+what counts) gets one retry job. Its input is written beside the original's as
+``<stem>.retry-j<original id>.jsonl`` — the original requests, byte for byte,
+keys unchanged — and submitted through :func:`gembatch.submit.submit_files`.
+The new job's ``retry_of_job_id`` points at the original, so a key's history
+is the chain of jobs linked this way.
+
+Idempotent and crash-safe: the file name is a function of the original job, so
+a rerun finds a retry job that was submitted but not yet linked (killed in
+between) and links it instead of submitting again; a job that already has a
+live retry is not retried again (retry the retry instead).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from gembatch.common.atomic import atomic_writer
+from gembatch.common.locations import Locations
+from gembatch.engine.submit import FAILED as SUBMIT_FAILED
+from gembatch.engine.submit import SubmitOptions, SubmitReporter, stored_path, submit_files
+from gembatch.remote.client import Gemini
+from gembatch.report.failed import FailedSet, collect_failed
+from gembatch.store.database import Store
+from gembatch.store.models import Job
+
+_RETRY_SUFFIX = re.compile(r"\.retry-j\d+$")
+
+
+def retry_input_path(input_path: Path, original_id: int) -> Path:
+    """``batch/003.jsonl`` (job 7) -> ``batch/003.retry-j7.jsonl``; a retry of that
+    (job 12) -> ``batch/003.retry-j12.jsonl``, never ``.retry-j7.retry-j12``."""
+    stem = _RETRY_SUFFIX.sub("", input_path.stem)
+    return input_path.with_name(f"{stem}.retry-j{original_id}{input_path.suffix or '.jsonl'}")
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    original_id: int
+    requests: int
+    input_file: str
+    status: str  # submitted, adopted, linked (found from an earlier run), skipped, failed
+    message: str
+    job_id: int | None = None
+
+
+@dataclass
+class RetryResult:
+    retried: list[Retried] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for item in self.retried if item.status == "failed")
+
+
+def _live_retries(store: Store) -> dict[int, int]:
+    """original job id -> a retry job of it that was not a failed submit."""
+    with store.reading() as session:
+        rows = session.execute(
+            select(Job.retry_of_job_id, Job.id).where(
+                Job.retry_of_job_id.is_not(None),
+                (Job.submit_state.is_(None)) | (Job.submit_state != SUBMIT_FAILED),
+            )
+        )
+        return {original: job_id for original, job_id in rows}
+
+
+def _link(store: Store, job_id: int, original_id: int) -> None:
+    with store.transaction() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.retry_of_job_id.is_(None))
+            .values(retry_of_job_id=original_id)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _unlinked_retry(store: Store, stored: str) -> int | None:
+    """A job already made from this retry file but never linked (a run killed in between)."""
+    with store.reading() as session:
+        return session.scalar(
+            select(Job.id)
+            .where(
+                Job.input_file == stored,
+                Job.retry_of_job_id.is_(None),
+                (Job.submit_state.is_(None)) | (Job.submit_state != SUBMIT_FAILED),
+            )
+            .order_by(Job.id.desc())
+            .limit(1)
+        )
+
+
+def retry_failed(
+    store: Store,
+    gemini: Gemini,
+    locations: Locations,
+    *,
+    job_ids: list[int] | None = None,
+    include_cancelled: bool = False,
+    reporter: SubmitReporter | None = None,
+) -> RetryResult:
+    """Submit the failed requests of the chosen jobs (all by default) as linked new jobs."""
+    result = RetryResult()
+    scan = collect_failed(store, locations, job_ids=job_ids, include_cancelled=include_cancelled)
+    result.warnings.extend(scan.warnings)
+    live = _live_retries(store)
+    for selected in scan.sets:
+        original = selected.job
+        if original.id in live:
+            result.retried.append(
+                Retried(
+                    original.id,
+                    len(selected.lines),
+                    original.input_file,
+                    "skipped",
+                    f"already retried as job #{live[original.id]}; retry that job instead",
+                    live[original.id],
+                )
+            )
+            continue
+        result.retried.append(_retry_one(store, gemini, locations, selected, reporter))
+    return result
+
+
+def _retry_one(
+    store: Store,
+    gemini: Gemini,
+    locations: Locations,
+    selected: FailedSet,
+    reporter: SubmitReporter | None,
+) -> Retried:
+    original = selected.job
+    target = retry_input_path(selected.input_path, original.id)
+    stored = stored_path(target, locations.base_dir)
+    count = len(selected.lines)
+    earlier = _unlinked_retry(store, stored)
+    if earlier is not None:
+        _link(store, earlier, original.id)
+        return Retried(original.id, count, stored, "linked", "found from an earlier run", earlier)
+    with atomic_writer(target, "wb") as handle:
+        for raw in selected.lines:
+            handle.write(raw)
+    options = SubmitOptions(model=original.model or SubmitOptions.model)
+    report = submit_files(store, gemini, locations, [(target, stored)], options, reporter)
+    outcome = next((o for o in reversed(report.outcomes) if o.shown == stored), None)
+    if outcome is None or outcome.job_id is None or outcome.status in ("failed", "skipped"):
+        message = outcome.message if outcome is not None else "submit made no job"
+        return Retried(original.id, count, stored, "failed", message)
+    _link(store, outcome.job_id, original.id)
+    return Retried(original.id, count, stored, outcome.status, outcome.message, outcome.job_id)

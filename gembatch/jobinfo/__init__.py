@@ -1,0 +1,1 @@
+"""job-info.jsonl: parsing every historical line shape, import (merge) and canonical export."""

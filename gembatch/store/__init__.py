@@ -1,0 +1,1 @@
+"""The data layer: schema, opening and migrating the database, every query and write, leases."""

@@ -1,0 +1,269 @@
+"""Opening the database: engine set-up, SQLite pragmas, migrations on first use.
+
+Every command goes through :func:`open_store`, so no command ever sees an old
+schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from gembatch.common.errors import StoreError
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def migrations_dir() -> Path:
+    """Inside an installed wheel the migrations ship as ``gembatch/_migrations``;
+    in a checkout they are the repo's top-level ``migrations/``."""
+    packaged = _PACKAGE_DIR / "_migrations"
+    if (packaged / "env.py").is_file():
+        return packaged
+    checkout = _PACKAGE_DIR.parent / "migrations"
+    if (checkout / "env.py").is_file():
+        return checkout
+    raise StoreError("gembatch is installed without its database migrations; reinstall it")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    # Built in code so that an installed tool never needs alembic.ini.
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # Several gembatch processes may share a file: wait instead of failing.
+        # First, so that switching to WAL below waits too.
+        cursor.execute("PRAGMA busy_timeout=30000")
+        # WAL: readers (status, watch, sql) never block the poller's writes.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # Cascade deletes of events with their job.
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # With WAL, NORMAL is still crash-safe for the database (a power cut may
+        # lose the last commits, never corrupt); results are fsync'd separately.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front, so two writers queue on
+        # busy_timeout instead of one failing half-way through its transaction.
+        options = conn.get_execution_options()
+        if options.get("durable"):
+            # NORMAL may lose the last commits on a power cut; a record that an
+            # irreversible remote delete relies on must be on disk first.
+            conn.exec_driver_sql("PRAGMA synchronous=FULL")
+        conn.exec_driver_sql(options.get("sqlite_begin", "BEGIN IMMEDIATE"))
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"--db: not a database URL or file path: {url!r}") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            _check_sqlite_location(Path(database))
+        # NullPool: a file connection is cheap, and pooled SQLite connections
+        # across threads bring more trouble than speed.
+        engine = create_engine(url, poolclass=NullPool)
+        _install_sqlite_hooks(engine)
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise StoreError(f"--db {url!r}: unknown database kind {parsed.drivername!r}") from None
+    except (ModuleNotFoundError, ImportError) as exc:
+        raise StoreError(
+            f"--db {parsed.render_as_string(hide_password=True)}: driver not installed ({exc.name})"
+        ) from None
+
+
+def _check_sqlite_location(path: Path) -> None:
+    if path.is_dir():
+        raise StoreError(f"{path}: is a directory, not a database file")
+    parent = path.parent
+    if not parent.exists():
+        raise StoreError(f"{path}: directory {parent} does not exist")
+    if path.exists():
+        if not os.access(path, os.R_OK):
+            raise StoreError(f"{path}: database file is not readable")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"{path}: cannot create the database, directory {parent} is not writable")
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Two processes opening a new database at once must not both create tables."""
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        lock_path = f"{engine.url.database}.migrate.lock"
+        try:
+            lock = filelock.FileLock(lock_path, timeout=120)
+            with lock:
+                yield
+        except filelock.Timeout:
+            raise StoreError(f"{lock_path}: another gembatch is migrating the database") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)
+        return
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_advisory_lock(741852963)")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql("SELECT pg_advisory_unlock(741852963)")
+                conn.commit()
+        return
+    yield
+
+
+def sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    """Set the pragma on the driver connection itself: through ``exec_driver_sql``
+    it would run inside the ``BEGIN IMMEDIATE`` the begin hook opens, where SQLite
+    silently ignores it (and a table rebuild would then cascade-delete children)."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    finally:
+        cursor.close()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    with _migration_lock(engine), engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            # A table rebuild with foreign keys on would silently delete every
+            # ON DELETE CASCADE child row; the pragma only works outside a transaction.
+            sqlite_foreign_keys(connection, on=False)
+        command.upgrade(alembic_config(connection), revision)
+        if connection.in_transaction():
+            connection.commit()
+        if engine.dialect.name == "sqlite":
+            sqlite_foreign_keys(connection, on=True)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    with _migration_lock(engine), engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            sqlite_foreign_keys(connection, on=False)
+        command.downgrade(alembic_config(connection), revision)
+        if connection.in_transaction():
+            connection.commit()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return _current_revision(connection)
+
+
+@dataclass
+class Store:
+    """An open, migrated database."""
+
+    url: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @property
+    def display_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @contextlib.contextmanager
+    def transaction(self, *, durable: bool = False) -> Iterator[Session]:
+        """One unit of work: committed on success, rolled back on any exception
+        (KeyboardInterrupt included). ``durable`` commits with a full sync on
+        SQLite, for records that a remote delete will rely on."""
+        with self.sessions() as session, session.begin():
+            if durable:
+                # Options set as the connection is first taken, before its BEGIN.
+                session.connection(execution_options={"durable": True})
+            yield session
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only snapshot. On SQLite it starts with a plain BEGIN, so it
+        never waits for a writer."""
+        with self.sessions() as session:
+            if self.engine.dialect.name == "sqlite":
+                session.connection(execution_options={"sqlite_begin": "BEGIN DEFERRED"})
+            try:
+                yield session
+            finally:
+                # Objects read here stay usable afterwards (a rollback would expire them).
+                session.expunge_all()
+                session.rollback()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(url: str, *, migrate: bool = True) -> Store:
+    """Open the database at ``url``, creating it and upgrading its schema as needed."""
+    engine = make_engine(url)
+    try:
+        if migrate:
+            head = head_revision()
+            if current_revision(engine) != head:
+                upgrade(engine)
+    except StoreError:
+        engine.dispose()
+        raise
+    except CommandError:
+        engine.dispose()
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise StoreError(
+            f"{shown}: its schema is newer than this gembatch knows (head {head_revision()}); "
+            "upgrade gembatch"
+        ) from None
+    except OperationalError as exc:
+        engine.dispose()
+        raise StoreError(
+            f"{make_url(url).render_as_string(hide_password=True)}: {_short(exc)}"
+        ) from None
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(
+            f"{make_url(url).render_as_string(hide_password=True)}: {_short(exc)}"
+        ) from None
+    return Store(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+
+
+def _short(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
