@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
 from gembatch.common import states
+from gembatch.common.snapshot import JobView
 from gembatch.store.database import Store
 from gembatch.store.models import Job
-from gembatch.view.snapshot import JobView
 
 NOW = datetime(2025, 7, 12, 20, 0, tzinfo=timezone.utc)
 

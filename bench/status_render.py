@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.table import Table
 
 from gembatch.common import states
+from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.store.database import open_store
+from gembatch.store.snapshots import load_snapshot
 from gembatch.view.render import render_status
-from gembatch.view.snapshot import JobView, Snapshot, load_snapshot
 
 WIDTH = 160
 _MIX = [states.SUCCEEDED] * 90 + [states.FAILED] * 3 + [states.CANCELLED] * 2

@@ -187,8 +187,8 @@ def bench_status(db: Path, repeat: int = 3) -> dict[str, float] | None:
     try:
         from rich.console import Console
 
+        from gembatch.store.snapshots import load_snapshot
         from gembatch.view.render import render_status
-        from gembatch.view.snapshot import load_snapshot
     except ImportError:
         print("status rendering: gembatch.render is not available")
         return None

@@ -27,10 +27,11 @@ from rich.console import Console
 from rich.screen import Screen
 
 from gembatch.common import states
+from gembatch.common.snapshot import Snapshot
 from gembatch.store.database import open_store
+from gembatch.store.snapshots import load_jobs, load_snapshot
 from gembatch.view.dashboard import DashboardInfo, render_dashboard
 from gembatch.view.render import render_status
-from gembatch.view.snapshot import Snapshot, load_jobs, load_snapshot
 
 TARGET_S = 0.050
 _MIX = [states.SUCCEEDED] * 88 + [states.FAILED] * 3 + [states.CANCELLED] * 2

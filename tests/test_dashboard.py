@@ -24,6 +24,7 @@ from sqlalchemy import update
 
 from gembatch.common import states
 from gembatch.common.locations import sqlite_url
+from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.store.database import Store, open_store
 from gembatch.store.models import Job
 from gembatch.view.dashboard import (
@@ -33,7 +34,6 @@ from gembatch.view.dashboard import (
     render_dashboard,
 )
 from gembatch.view.live import LiveReporter, LiveView, db_display_name, wants_live
-from gembatch.view.snapshot import JobView, Snapshot
 
 UTC = timezone.utc
 NOW = datetime(2025, 7, 12, 20, 0, 0, tzinfo=UTC)

@@ -18,16 +18,10 @@ from jobfactory import make_jobs
 
 from gembatch.common import states
 from gembatch.emulator import Emulator
-from gembatch.remote.client import (
-    Gemini,
-    Interrupted,
-    NotFound,
-    RemoteError,
-    RetryPolicy,
-    Throttle,
-    inline_results_jsonl,
-    parse_operation,
-)
+from gembatch.remote.client import Gemini
+from gembatch.remote.errors import Interrupted, NotFound, RemoteError
+from gembatch.remote.retry import RetryPolicy, Throttle
+from gembatch.remote.wire import inline_results_jsonl, parse_operation
 
 
 def adapter(emulator: Emulator, **kwargs: object) -> Gemini:

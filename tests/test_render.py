@@ -17,6 +17,7 @@ from rich.segment import Segment
 from rich.style import Style
 
 from gembatch.common import states
+from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.view.render import (
     CHECKING_STYLE,
     clip_left,
@@ -29,7 +30,6 @@ from gembatch.view.render import (
     state_cell,
     status_json,
 )
-from gembatch.view.snapshot import JobView, Snapshot
 
 UTC = timezone.utc
 NOW = datetime(2025, 7, 12, 20, 0, 0, tzinfo=UTC)

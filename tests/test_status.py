@@ -14,9 +14,10 @@ from click.testing import Result
 from sqlalchemy import create_engine, make_url
 
 from gembatch.common import states
+from gembatch.common.snapshot import JobView
 from gembatch.store.database import Store, open_store
 from gembatch.store.models import Job
-from gembatch.view.snapshot import JobView, load_snapshot
+from gembatch.store.snapshots import load_snapshot
 
 RunCli = Callable[..., Result]
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from gembatch.common import states
 from gembatch.common.locations import sqlite_url
-from gembatch.remote.client import parse_operation
+from gembatch.remote.wire import parse_operation
 from gembatch.store import tracker
 from gembatch.store.database import Store, open_store
 from gembatch.store.models import Event, Job

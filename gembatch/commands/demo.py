@@ -6,8 +6,15 @@ import sys
 from pathlib import Path
 
 import click
+from rich.console import Console
 
+from gembatch.commands.poll_screen import run_poll
+from gembatch.common.locations import Locations
 from gembatch.engine.demo import DEFAULT_DIR, expected_counts, run_demo
+from gembatch.engine.poller import PollOptions, RunSummary
+from gembatch.remote.client import Gemini
+from gembatch.report import print_report
+from gembatch.store.database import Store
 
 EXIT_INTERRUPTED = 130
 
@@ -31,7 +38,7 @@ def demo(directory: Path, fast: bool) -> None:
     """
     ctx = click.get_current_context()
     try:
-        result = run_demo(directory, sys.stdout, fast=fast)
+        result = run_demo(directory, sys.stdout, poll=_poll, report=_report, fast=fast)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: the demo emulator is gone; run `gembatch demo` again", err=True)
         ctx.exit(EXIT_INTERRUPTED)
@@ -40,6 +47,21 @@ def demo(directory: Path, fast: bool) -> None:
     if not result.ok or got != expected:
         click.echo(f"the demo did not end as expected: {got} (expected {expected})", err=True)
         ctx.exit(1)
+
+
+def _poll(
+    store: Store, gemini: Gemini, locations: Locations, options: PollOptions, interval: float
+) -> RunSummary:
+    return run_poll(
+        store, gemini, locations, options, interval=interval, once=False, out=sys.stdout
+    )
+
+
+def _report(store: Store, locations: Locations) -> None:
+    console = Console(file=sys.stdout)
+    if not console.is_terminal:
+        console = Console(file=sys.stdout, width=120)
+    print_report(store, locations, console)
 
 
 command = demo

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from gembatch.commands.poll_screen import run_poll
 from gembatch.commands.support import (
     AppContext,
     base_url_option,
@@ -14,7 +15,7 @@ from gembatch.commands.support import (
     retries_option,
 )
 from gembatch.engine.poller import PollOptions
-from gembatch.engine.session import RESUME_HINT, run_poll
+from gembatch.engine.session import RESUME_HINT
 
 EXIT_INTERRUPTED = 130
 

@@ -9,10 +9,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gembatch.commands.support import AppContext, pass_app
+from gembatch.commands.support import AppContext, output_options, pass_app
 from gembatch.common.errors import BadInput
 from gembatch.store.sqlquery import TableInfo, describe_schema, run_query, schema_rows
-from gembatch.view.output import Format, output_options, write_rows
+from gembatch.view.output import Format, write_rows
 
 
 @click.command()

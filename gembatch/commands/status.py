@@ -9,8 +9,8 @@ from rich.console import Console
 
 from gembatch.commands.support import AppContext, pass_app
 from gembatch.common import timeutil
+from gembatch.store.snapshots import load_snapshot
 from gembatch.view.render import render_status, status_json
-from gembatch.view.snapshot import load_snapshot
 
 # Piped output is not cut to a terminal's width: nothing to fit, and grep
 # should see whole file names and errors.

@@ -56,7 +56,23 @@ def retries_option(help: str) -> Callable[[F], F]:
 
 def make_gemini(base_url: str | None, retries: int = 5) -> Gemini:
     """The one API client of a command: key and endpoint from flags and environment."""
-    from gembatch.remote.client import Gemini, RetryPolicy
+    from gembatch.remote.client import Gemini
+    from gembatch.remote.retry import RetryPolicy
 
     endpoint = remote_config.base_url(base_url)
     return Gemini(remote_config.api_key(), base_url=endpoint, retry=RetryPolicy(retries + 1))
+
+
+def output_options(fn: F) -> F:
+    """Add ``--table`` (default), ``--json``, ``--nl`` and ``--csv``; the command gets ``fmt``."""
+    options = [
+        click.option(
+            "--table", "fmt", flag_value="table", default=True, help="A table (the default)."
+        ),
+        click.option("--json", "fmt", flag_value="json", help="A JSON array of objects."),
+        click.option("--nl", "fmt", flag_value="nl", help="One JSON object per line."),
+        click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn

@@ -10,9 +10,9 @@ from rich.console import Console
 from gembatch.commands.support import AppContext, pass_app
 from gembatch.common import timeutil
 from gembatch.engine.session import sigterm_as_interrupt
+from gembatch.store.snapshots import load_snapshot
 from gembatch.view.dashboard import DashboardInfo, render_dashboard
 from gembatch.view.live import LiveView, db_display_name, run_watch, wants_live
-from gembatch.view.snapshot import load_snapshot
 
 # Without a terminal there is no size to fit: one frame tall enough for a
 # screenful of rows, as wide as a wide terminal.

@@ -17,7 +17,8 @@ from gembatch.common.errors import BadInput
 from gembatch.common.locations import Locations
 from gembatch.common.timeutil import now as utcnow
 from gembatch.jobinfo.exporter import export_jobinfo
-from gembatch.remote.client import Gemini, NotFound, RemoteError
+from gembatch.remote.client import Gemini
+from gembatch.remote.errors import NotFound, RemoteError
 from gembatch.store import tracker
 from gembatch.store.database import Store
 from gembatch.store.models import EVENT_CANCEL_REQUESTED, Event, Job

@@ -23,7 +23,8 @@ from gembatch.common import states
 from gembatch.common.locations import Locations
 from gembatch.engine.downloads import results_safe
 from gembatch.engine.submit import FAILED, PENDING
-from gembatch.remote.client import Gemini, NotFound, RemoteError
+from gembatch.remote.client import Gemini
+from gembatch.remote.errors import NotFound, RemoteError
 from gembatch.store import tracker
 from gembatch.store.database import Store
 from gembatch.store.models import Job

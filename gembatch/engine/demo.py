@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from rich.console import Console
 from sqlalchemy import select
 
 from gembatch.common import states
@@ -27,13 +26,12 @@ from gembatch.common.locations import DEFAULT_DB_NAME, DEFAULT_JOB_INFO, Locatio
 from gembatch.emulator import Emulator, OutcomeRule
 from gembatch.engine.cancel import cancel_jobs, describe
 from gembatch.engine.poller import PollOptions, RunSummary
-from gembatch.engine.session import run_poll
 from gembatch.engine.submit import QuietSubmitReporter, SubmitOptions, SubmitReport, submit_files
-from gembatch.remote.client import Gemini, RetryPolicy
-from gembatch.report import print_report
+from gembatch.remote.client import Gemini
+from gembatch.remote.retry import RetryPolicy
 from gembatch.store.database import Store, open_store
 from gembatch.store.models import Job
-from gembatch.view.snapshot import load_snapshot
+from gembatch.store.snapshots import load_snapshot
 
 DEFAULT_DIR = "gembatch-demo"
 MARKER = ".gembatch-demo"
@@ -188,7 +186,20 @@ def _cancel_later(
     return timer
 
 
-def run_demo(directory: Path, out: TextIO, *, fast: bool = False) -> DemoResult:
+# The screens of the poll and report steps: the command wires the view in, so
+# the demo runs exactly what ``gembatch poll`` and ``gembatch report`` show.
+PollScreen = Callable[[Store, Gemini, Locations, PollOptions, float], RunSummary]
+ReportScreen = Callable[[Store, Locations], None]
+
+
+def run_demo(
+    directory: Path,
+    out: TextIO,
+    *,
+    poll: PollScreen,
+    report: ReportScreen,
+    fast: bool = False,
+) -> DemoResult:
     schedule = FAST if fast else NORMAL
     directory = directory.absolute()
     prepare_dir(directory)
@@ -233,18 +244,10 @@ def run_demo(directory: Path, out: TextIO, *, fast: bool = False) -> DemoResult:
         )
         if timer is not None:
             timer.start()
-        summary = run_poll(
-            store,
-            gemini,
-            locations,
-            PollOptions(concurrency=8),
-            interval=schedule.interval_s,
-            once=False,
-            out=out,
-        )
+        summary = poll(store, gemini, locations, PollOptions(concurrency=8), schedule.interval_s)
         say("")
         say("4. gembatch report")
-        _print_report(store, locations, out)
+        report(store, locations)
         with store.reading() as session:
             counts = dict(load_snapshot(session).totals)
     finally:
@@ -275,13 +278,6 @@ def _job_for(store: Store, name: str) -> tuple[int, str] | None:
             )
         ).first()
     return (row[0], row[1]) if row is not None else None
-
-
-def _print_report(store: Store, locations: Locations, out: TextIO) -> None:
-    console = Console(file=out)
-    if not console.is_terminal:
-        console = Console(file=out, width=120)
-    print_report(store, locations, console)
 
 
 def expected_counts() -> dict[str, int]:

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from gembatch.common import states
 from gembatch.common.atomic import fsync_dir, temp_path_for
+from gembatch.common.batch import Download
 from gembatch.common.hashing import file_sha256
 from gembatch.common.locations import Locations
-from gembatch.remote.client import Download, Gemini
+from gembatch.remote.client import Gemini
 from gembatch.store.tracker import WorkItem
 
 # A temporary file untouched this long belongs to a process that is gone.

@@ -21,58 +21,18 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
-from typing import Protocol
 
 from gembatch.common import states
+from gembatch.common.batch import RemoteBatch
 from gembatch.common.locations import Locations
 from gembatch.engine.downloads import candidates, download_result, intact, results_safe, write_lines
-from gembatch.remote.client import (
-    Gemini,
-    Interrupted,
-    NotFound,
-    RemoteBatch,
-    RemoteError,
-    inline_results_jsonl,
-)
+from gembatch.engine.progress import QuietReporter, Reporter
+from gembatch.remote.client import Gemini
+from gembatch.remote.errors import Interrupted, NotFound, RemoteError
+from gembatch.remote.wire import inline_results_jsonl
 from gembatch.store import tracker
 from gembatch.store.database import Store
 from gembatch.store.tracker import WorkItem
-
-
-class Reporter(Protocol):
-    """What the poll engine tells the screen (live view or plain lines)."""
-
-    def checking(self, job_id: int, active: bool) -> None: ...
-    def state_changed(self, item: WorkItem, old: str | None, new: str | None) -> None: ...
-    def downloaded(self, item: WorkItem, path: Path, size: int) -> None: ...
-    def download_progress(self, item: WorkItem, done: int) -> None: ...
-    def cleaned(self, item: WorkItem, note: str) -> None: ...
-    def error(self, item: WorkItem, message: str) -> None: ...
-    def note(self, message: str) -> None: ...
-
-
-class QuietReporter:
-    def checking(self, job_id: int, active: bool) -> None:
-        pass
-
-    def state_changed(self, item: WorkItem, old: str | None, new: str | None) -> None:
-        pass
-
-    def downloaded(self, item: WorkItem, path: Path, size: int) -> None:
-        pass
-
-    def download_progress(self, item: WorkItem, done: int) -> None:
-        pass
-
-    def cleaned(self, item: WorkItem, note: str) -> None:
-        pass
-
-    def error(self, item: WorkItem, message: str) -> None:
-        pass
-
-    def note(self, message: str) -> None:
-        pass
 
 
 @dataclass

@@ -38,6 +38,7 @@ from typing import Protocol
 from sqlalchemy import or_, select, update
 
 from gembatch.common import states
+from gembatch.common.batch import RemoteBatch
 from gembatch.common.errors import BadInput
 from gembatch.common.locations import Locations
 from gembatch.common.timeutil import now as utcnow
@@ -55,7 +56,8 @@ from gembatch.engine.inputs import (
 )
 from gembatch.engine.poller import make_owner
 from gembatch.jobinfo.exporter import export_jobinfo
-from gembatch.remote.client import Gemini, Interrupted, NotFound, RemoteBatch, RemoteError
+from gembatch.remote.client import Gemini
+from gembatch.remote.errors import Interrupted, NotFound, RemoteError
 from gembatch.store import tracker
 from gembatch.store.database import Store
 from gembatch.store.models import (

@@ -17,13 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gembatch.common import states
+from gembatch.common.snapshot import JobView
 from gembatch.common.timeutil import ensure_utc
 from gembatch.report.pricing import PriceTable
 from gembatch.report.resultstats import ResultSource, ResultStats, Tokens, load_stats
 from gembatch.store.database import Store
 from gembatch.store.models import EVENT_STATE_CHANGE, Event, Job
 from gembatch.view.render import Duration, job_duration
-from gembatch.view.snapshot import JobView
 
 
 @dataclass

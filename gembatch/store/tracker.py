@@ -18,8 +18,8 @@ from sqlalchemy import and_, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from gembatch.common import states
+from gembatch.common.batch import RemoteBatch
 from gembatch.common.timeutil import now as utcnow
-from gembatch.remote.client import RemoteBatch
 from gembatch.store.database import Store
 from gembatch.store.models import (
     EVENT_CLEANED_UP,

@@ -37,6 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gembatch.common import states
+from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.common.timeutil import ensure_utc, format_duration
 from gembatch.view.render import (
     clip_left,
@@ -47,7 +48,6 @@ from gembatch.view.render import (
     status_columns,
     table_segments,
 )
-from gembatch.view.snapshot import JobView, Snapshot
 
 Mode = Literal["poll", "watch"]
 

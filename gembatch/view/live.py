@@ -34,7 +34,9 @@ from rich.live import Live
 from sqlalchemy.engine import make_url
 
 from gembatch.common import states, timeutil
+from gembatch.common.snapshot import Snapshot
 from gembatch.store.database import Store
+from gembatch.store.snapshots import load_jobs, load_snapshot
 from gembatch.store.tracker import WorkItem
 from gembatch.view.dashboard import (
     Dashboard,
@@ -43,7 +45,6 @@ from gembatch.view.dashboard import (
     Mode,
     render_dashboard,
 )
-from gembatch.view.snapshot import Snapshot, load_jobs, load_snapshot
 
 # Bursts of reports (16 workers finishing at once) become one frame.
 MIN_REDRAW_INTERVAL = 0.1

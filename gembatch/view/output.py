@@ -1,7 +1,7 @@
 """One place that prints a result set as a table, JSON, JSON lines or CSV.
 
-Data commands add the format flags with :func:`output_options` and print with
-:func:`write_rows` (the pattern of sqlite-utils' ``output_options``). JSON and
+Data commands add the format flags with ``output_options`` (in the click layer)
+and print with :func:`write_rows` (the pattern of sqlite-utils' ``output_options``). JSON and
 CSV stream row by row, so a million-row query never sits in memory; a table
 has to see every row to size its columns.
 """
@@ -13,34 +13,17 @@ import csv
 import json
 import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Literal, TextIO, TypeVar
+from typing import Any, Literal, TextIO
 from uuid import UUID
 
-import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 Format = Literal["table", "json", "nl", "csv"]
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def output_options(fn: F) -> F:
-    """Add ``--table`` (default), ``--json``, ``--nl`` and ``--csv``; the command gets ``fmt``."""
-    options = [
-        click.option(
-            "--table", "fmt", flag_value="table", default=True, help="A table (the default)."
-        ),
-        click.option("--json", "fmt", flag_value="json", help="A JSON array of objects."),
-        click.option("--nl", "fmt", flag_value="nl", help="One JSON object per line."),
-        click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
 
 
 def plain_value(value: Any) -> Any:

@@ -23,8 +23,8 @@ from rich.style import Style
 from rich.text import Text
 
 from gembatch.common import states
+from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.common.timeutil import ensure_utc, format_duration, format_timestamp
-from gembatch.view.snapshot import JobView, Snapshot
 
 # A job that ended this recently still counts as news in a folded view.
 JUST_FINISHED = timedelta(minutes=10)

@@ -8,15 +8,10 @@ safe to hand to another thread, and easy to build by hand in tests.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from gembatch.store.models import Job
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,30 +36,6 @@ class JobView:
     cleaned_at: datetime | None = None
     last_polled_at: datetime | None = None
     added_at: datetime | None = None
-
-
-# The columns read, in JobView field order; anything else (batch_json above all)
-# stays in the database so that 10,000 jobs load in milliseconds.
-_COLUMNS = (
-    Job.id,
-    Job.input_file,
-    Job.state,
-    Job.batch_name,
-    Job.display_name,
-    Job.model,
-    Job.request_count,
-    Job.create_time,
-    Job.update_time,
-    Job.end_time,
-    Job.last_error,
-    Job.error_count,
-    Job.remote_error,
-    Job.result_path,
-    Job.downloaded_at,
-    Job.cleaned_at,
-    Job.last_polled_at,
-    Job.added_at,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,24 +71,3 @@ class Snapshot:
         if fresh:
             jobs = sorted([*jobs, *fresh.values()], key=lambda job: job.id)
         return Snapshot.from_jobs(jobs)
-
-
-def load_snapshot(session: Session) -> Snapshot:
-    """Read every job in one query (call inside ``Store.reading()`` for a consistent view)."""
-    rows = session.execute(select(*_COLUMNS).order_by(Job.id))
-    return Snapshot.from_jobs(JobView(*row) for row in rows)
-
-
-# SQLite allows at most 999 bound parameters in old builds.
-_IN_CHUNK = 500
-
-
-def load_jobs(session: Session, ids: Collection[int]) -> list[JobView]:
-    """Read only the given jobs (in id order): the live view's cheap refresh."""
-    wanted = sorted(set(ids))
-    found: list[JobView] = []
-    for start in range(0, len(wanted), _IN_CHUNK):
-        chunk = wanted[start : start + _IN_CHUNK]
-        rows = session.execute(select(*_COLUMNS).where(Job.id.in_(chunk)).order_by(Job.id))
-        found.extend(JobView(*row) for row in rows)
-    return found

@@ -1,0 +1,55 @@
+"""Reading :class:`Snapshot` copies of the jobs table for the status table and the live view."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gembatch.common.snapshot import JobView, Snapshot
+from gembatch.store.models import Job
+
+# The columns read, in JobView field order; anything else (batch_json above all)
+# stays in the database so that 10,000 jobs load in milliseconds.
+_COLUMNS = (
+    Job.id,
+    Job.input_file,
+    Job.state,
+    Job.batch_name,
+    Job.display_name,
+    Job.model,
+    Job.request_count,
+    Job.create_time,
+    Job.update_time,
+    Job.end_time,
+    Job.last_error,
+    Job.error_count,
+    Job.remote_error,
+    Job.result_path,
+    Job.downloaded_at,
+    Job.cleaned_at,
+    Job.last_polled_at,
+    Job.added_at,
+)
+
+
+def load_snapshot(session: Session) -> Snapshot:
+    """Read every job in one query (call inside ``Store.reading()`` for a consistent view)."""
+    rows = session.execute(select(*_COLUMNS).order_by(Job.id))
+    return Snapshot.from_jobs(JobView(*row) for row in rows)
+
+
+# SQLite allows at most 999 bound parameters in old builds.
+_IN_CHUNK = 500
+
+
+def load_jobs(session: Session, ids: Collection[int]) -> list[JobView]:
+    """Read only the given jobs (in id order): the live view's cheap refresh."""
+    wanted = sorted(set(ids))
+    found: list[JobView] = []
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        rows = session.execute(select(*_COLUMNS).where(Job.id.in_(chunk)).order_by(Job.id))
+        found.extend(JobView(*row) for row in rows)
+    return found

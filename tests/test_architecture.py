@@ -1,0 +1,209 @@
+"""The layout rules of docs/architecture.md, read from every module's imports.
+
+Nothing is imported or run: each module is parsed with ``ast`` and every
+``import`` statement in it (at the top, inside a function or under
+``TYPE_CHECKING`` alike) is checked against what its part may use.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "gembatch"
+MAX_LINES = 400
+
+# Which parts of gembatch each part may import. Arrows run downward:
+# commands -> engine / report / view / jobinfo -> store -> common; engine -> remote.
+PARTS = ("common", "store", "jobinfo", "remote", "engine", "view", "report", "emulator", "commands")
+MAY_IMPORT: dict[str, frozenset[str]] = {
+    "common": frozenset({"common"}),
+    "store": frozenset({"common", "store"}),
+    "remote": frozenset({"common", "remote"}),
+    "jobinfo": frozenset({"common", "store", "jobinfo"}),
+    "engine": frozenset({"common", "store", "remote", "jobinfo", "engine"}),
+    "view": frozenset({"common", "store", "view"}),
+    "report": frozenset({"common", "store", "view", "report"}),
+    "emulator": frozenset({"emulator"}),
+    "commands": frozenset(set(PARTS) - {"emulator"}),
+    # gembatch/__init__.py, __main__.py and the entry point cli.py.
+    "": frozenset({"", "common", "commands"}),
+}
+# The only client-side modules that may start the emulator.
+EMULATOR_USERS = frozenset({"gembatch/engine/demo.py", "gembatch/commands/emulator.py"})
+
+# Only the data layer touches the ORM classes or opens a session: every other part
+# reads and writes through the data layer's named functions.
+DATA_LAYER_ONLY_MODULE = "gembatch.store.models"
+DATA_LAYER_ONLY_CALLS = frozenset({"transaction", "reading", "sessions"})
+
+# Third-party libraries each part must never import.
+NEVER: dict[str, frozenset[str]] = {
+    "common": frozenset({"sqlalchemy", "alembic", "google.genai", "click", "rich"}),
+    "store": frozenset({"google.genai", "click", "rich"}),
+    "jobinfo": frozenset({"sqlalchemy", "alembic", "google.genai", "click", "rich"}),
+    "remote": frozenset({"sqlalchemy", "alembic", "click", "rich"}),
+    "engine": frozenset({"sqlalchemy", "alembic", "google.genai", "click", "rich"}),
+    "view": frozenset({"sqlalchemy", "alembic", "google.genai", "click"}),
+    "report": frozenset({"sqlalchemy", "alembic", "google.genai", "click"}),
+    "emulator": frozenset({"sqlalchemy", "alembic", "google.genai", "click", "rich"}),
+    "commands": frozenset({"sqlalchemy", "alembic", "google.genai"}),
+    "": frozenset({"sqlalchemy", "alembic", "google.genai", "rich"}),
+}
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # absolute dotted name
+    line: int
+
+
+def part_of(path: Path, package: Path) -> str:
+    relative = path.relative_to(package).parts
+    return relative[0] if len(relative) > 1 else ""
+
+
+def imports_of(path: Path, package: Path) -> Iterator[Import]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    dotted = ["gembatch", *path.relative_to(package).with_suffix("").parts]
+    if dotted[-1] == "__init__":
+        dotted.pop()
+    else:
+        dotted.pop()  # the package a relative import starts from
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = dotted[: len(dotted) - (node.level - 1)]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            yield Import(module, node.lineno)
+            # ``from google import genai`` and ``from gembatch import engine``.
+            for alias in node.names:
+                yield Import(f"{module}.{alias.name}", node.lineno)
+
+
+def _within(module: str, library: str) -> bool:
+    return module == library or module.startswith(library + ".")
+
+
+def _data_layer_uses(path: Path) -> Iterator[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in DATA_LAYER_ONLY_CALLS
+        ):
+            yield (
+                node.lineno,
+                f"opens a database session (.{node.func.attr}) outside the data layer",
+            )
+    for item in imports_of(path, path.parent):
+        if _within(item.module, DATA_LAYER_ONLY_MODULE):
+            yield item.line, "imports the ORM models outside the data layer"
+
+
+def violations(package: Path) -> list[str]:
+    found: list[str] = []
+    for path in sorted(package.rglob("*.py")):
+        shown = f"gembatch/{path.relative_to(package).as_posix()}"
+        part = part_of(path, package)
+        lines = path.read_text(encoding="utf-8").count("\n")
+        if lines > MAX_LINES:
+            found.append(f"{shown}: {lines} lines (at most {MAX_LINES})")
+        allowed = MAY_IMPORT.get(part)
+        if allowed is None:
+            found.append(f"{shown}: in no known part (add it to docs/architecture.md)")
+            continue
+        if part == "commands" or shown in EMULATOR_USERS:
+            allowed = allowed | {"emulator"} if shown in EMULATOR_USERS else allowed
+        if part != "store":
+            found.extend(f"{shown}:{line}: {what}" for line, what in _data_layer_uses(path))
+        for item in imports_of(path, package):
+            for library in NEVER[part]:
+                if _within(item.module, library):
+                    found.append(f"{shown}:{item.line}: the {part or 'top'} part imports {library}")
+            if _within(item.module, "gembatch"):
+                pieces = item.module.split(".")
+                target = pieces[1] if len(pieces) > 1 else ""
+                if target in {"__version__", "__main__", "cli"}:
+                    target = ""
+                if target not in PARTS and target != "":
+                    continue  # a name imported from a package, e.g. `from gembatch import x`
+                if target not in allowed:
+                    found.append(
+                        f"{shown}:{item.line}: the {part or 'top'} part imports "
+                        f"gembatch.{target} ({item.module})"
+                    )
+    return sorted(set(found))
+
+
+def test_the_package_keeps_its_layout_rules() -> None:
+    assert violations(PACKAGE) == []
+
+
+def test_migrations_stay_small_and_use_only_the_data_layer() -> None:
+    for path in sorted((ROOT / "migrations").rglob("*.py")):
+        assert path.read_text(encoding="utf-8").count("\n") <= MAX_LINES, path
+        for item in imports_of(path, ROOT / "migrations"):
+            if _within(item.module, "gembatch"):
+                assert _within(item.module, "gembatch.store") or _within(
+                    item.module, "gembatch.common"
+                ), f"{path.name}:{item.line} imports {item.module}"
+
+
+def test_every_folder_is_a_documented_part() -> None:
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("_")}
+    folders.discard("__pycache__")
+    assert folders == set(PARTS)
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for part in PARTS:
+        assert f"`gembatch/{part}/`" in text, part
+
+
+@pytest.mark.parametrize(
+    ("where", "source", "expected"),
+    [
+        ("engine/x.py", "import sqlalchemy\n", "the engine part imports sqlalchemy"),
+        ("view/x.py", "from gembatch.remote import client\n", "imports gembatch.remote"),
+        ("jobinfo/x.py", "from google import genai\n", "imports google.genai"),
+        ("engine/x.py", "def f():\n    import rich.console\n", "imports rich"),
+        ("store/x.py", "from . import y\nimport click\n", "imports click"),
+        ("report/x.py", "from gembatch.remote.client import Gemini\n", "gembatch.remote"),
+        ("remote/x.py", "from sqlalchemy.orm import Session\n", "imports sqlalchemy"),
+        ("engine/x.py", "from gembatch.emulator import Emulator\n", "gembatch.emulator"),
+        ("emulator/x.py", "from gembatch.common import states\n", "gembatch.common"),
+        ("store/x.py", "from ..engine import poller\n", "gembatch.engine"),
+        ("common/x.py", "x = 1\n" * (MAX_LINES + 1), f"{MAX_LINES + 1} lines"),
+        ("report/x.py", "from gembatch.store.models import Job\n", "ORM models"),
+        ("engine/x.py", "def f(store):\n    with store.transaction():\n        pass\n", "session"),
+        ("view/x.py", "def f(store):\n    return store.reading()\n", "session"),
+    ],
+)
+def test_the_checker_catches_each_kind_of_break(
+    tmp_path: Path, where: str, source: str, expected: str
+) -> None:
+    package = tmp_path / "gembatch"
+    module = package / where
+    module.parent.mkdir(parents=True)
+    (module.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    module.write_text(source)
+    found = violations(package)
+    assert any(expected in line for line in found), found
+
+
+def test_the_demo_may_start_the_emulator(tmp_path: Path) -> None:
+    package = tmp_path / "gembatch"
+    (package / "engine").mkdir(parents=True)
+    (package / "engine" / "demo.py").write_text("from gembatch.emulator import Emulator\n")
+    assert violations(package) == []
