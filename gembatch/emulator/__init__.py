@@ -21,9 +21,12 @@ Python::
         emu.count("batches.get", 200)     # what the server saw
 
 Module map: ``app`` (the Emulator handle), ``server`` (HTTP), ``api`` (endpoints),
-``control`` (``/_emulator/...`` paths), ``store`` and ``state`` (files, batches,
-lifecycle), ``results`` (validation and generated results), ``faults``, ``stats``,
-``wire`` (ids, timestamps, error shape), ``testing`` (``running_emulator``).
+``control`` (``/_emulator/...`` paths), ``store`` (the registry the endpoints use) over
+``records`` (shared dictionaries, paging), ``files`` (uploads, file records), ``batches``
+(create, list, cancel, delete, forced states) and ``outcomes`` (planned endings, schedule,
+output, the Operation), ``state`` (records and the lifecycle), ``results`` (validation and
+generated results), ``faults``, ``stats``, ``wire`` (ids, timestamps, error shape),
+``testing`` (``running_emulator``).
 
 Lifecycle: PENDING for ``pending_s``, RUNNING for ``running_s`` (each plus a seeded
 U(0, ``jitter_s``)), then the outcome chosen at creation by the first matching

@@ -113,6 +113,12 @@ class ApiError(Exception):
         return {"error": error}
 
 
+def either_case(obj: dict[str, Any], camel: str, snake: str) -> Any:
+    """A request field by its camelCase name, else its snake_case one (proto3 JSON accepts both)."""
+    value = obj.get(camel)
+    return obj.get(snake) if value is None else value
+
+
 def rate_limited(message: str | None = None, retry_after_s: int = 1) -> ApiError:
     """A 429 as the live service sends it: RetryInfo detail plus a ``Retry-After`` header."""
     return ApiError(
