@@ -12,18 +12,12 @@ from sqlalchemy import select, update
 from gembatch.common import states
 from gembatch.common.locations import resolve, sqlite_url
 from gembatch.emulator import Emulator
-from gembatch.engine.submit import (
-    FAILED,
-    PENDING,
-    SUBMITTED,
-    SubmitOptions,
-    Submitter,
-    make_display_name,
-    prepare,
-)
+from gembatch.engine.submit import Submitter
+from gembatch.engine.units import SubmitOptions, make_display_name, prepare
 from gembatch.remote.client import Gemini
 from gembatch.store.database import open_store
 from gembatch.store.models import Event, Job
+from gembatch.store.submits import FAILED, PENDING, SUBMITTED
 
 KEY = {"GEMINI_API_KEY": "test-key"}
 BAD_INPUTS = Path(__file__).parent / "bad_inputs"

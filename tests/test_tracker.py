@@ -13,7 +13,7 @@ from sqlalchemy import select
 from gembatch.common import states
 from gembatch.common.locations import sqlite_url
 from gembatch.remote.wire import parse_operation
-from gembatch.store import tracker
+from gembatch.store import leases, tracker
 from gembatch.store.database import Store, open_store
 from gembatch.store.models import Event, Job
 
@@ -52,9 +52,9 @@ def test_work_selection(store: Store) -> None:
     claimed = add(store, "batches/q01", states.SUCCEEDED, downloaded_at=T0)
     failed = add(store, "batches/x01", states.FAILED)
     add(store, "batches/y01", states.FAILED, downloaded_at=T0, cleaned_at=T0)
-    ids = set(tracker.candidate_ids(store, keep_remote=False))
+    ids = set(leases.candidate_ids(store, keep_remote=False))
     assert ids == {running, unknown, future, succeeded, downloaded, failed, claimed}
-    kept = set(tracker.candidate_ids(store, keep_remote=True))
+    kept = set(leases.candidate_ids(store, keep_remote=True))
     # A failed job without output has nothing left to do when remote is kept.
     assert kept == {running, unknown, future, succeeded, claimed}
     assert done not in ids
@@ -108,7 +108,7 @@ def test_terminal_state_only_job_info_claimed_yields_to_the_api(store: Store) ->
 
 def test_unconfirmed_finished_claim_must_be_checked_before_anything(store: Store) -> None:
     job = add(store, "batches/b03", states.FAILED)
-    (item,) = tracker.claim(store, [job], "me", timedelta(minutes=1))
+    (item,) = leases.claim(store, [job], "me", timedelta(minutes=1))
     assert item.needs_state()
 
 
@@ -142,21 +142,21 @@ def test_unknown_future_state_is_kept_and_not_terminal(store: Store) -> None:
     tracker.apply_remote(
         store, job, parse_operation(operation("batches/n01", "BATCH_STATE_PAUSED"))
     )
-    assert job in tracker.candidate_ids(store, keep_remote=False)
+    assert job in leases.candidate_ids(store, keep_remote=False)
     with store.reading() as session:
         assert session.get_one(Job, job).state == "JOB_STATE_PAUSED"
 
 
 def test_lease_is_exclusive_until_it_expires(store: Store) -> None:
     ids = [add(store, f"batches/l{i:02d}", states.RUNNING) for i in range(10)]
-    first = tracker.claim(store, ids, "A", timedelta(minutes=5))
+    first = leases.claim(store, ids, "A", timedelta(minutes=5))
     assert [item.id for item in first] == ids
-    assert tracker.claim(store, ids, "B", timedelta(minutes=5)) == []
-    tracker.release(store, ids[:3], "A")
-    assert [item.id for item in tracker.claim(store, ids, "B", timedelta(minutes=5))] == ids[:3]
+    assert leases.claim(store, ids, "B", timedelta(minutes=5)) == []
+    leases.release(store, ids[:3], "A")
+    assert [item.id for item in leases.claim(store, ids, "B", timedelta(minutes=5))] == ids[:3]
     # A lease whose holder died runs out.
-    tracker.claim(store, ids[3:], "A", timedelta(seconds=-1))
-    assert [item.id for item in tracker.claim(store, ids, "C", timedelta(minutes=5))] == ids[3:]
+    leases.claim(store, ids[3:], "A", timedelta(seconds=-1))
+    assert [item.id for item in leases.claim(store, ids, "C", timedelta(minutes=5))] == ids[3:]
 
 
 def test_racing_claims_split_jobs_without_overlap(store: Store) -> None:
@@ -166,7 +166,7 @@ def test_racing_claims_split_jobs_without_overlap(store: Store) -> None:
     def grab(owner: str) -> None:
         got: list[int] = []
         for start in range(0, len(ids), 7):
-            got += [i.id for i in tracker.claim(store, ids[start : start + 7], owner, timedelta(1))]
+            got += [i.id for i in leases.claim(store, ids[start : start + 7], owner, timedelta(1))]
         won[owner] = got
 
     threads = [threading.Thread(target=grab, args=(name,)) for name in "ABCD"]
@@ -200,11 +200,11 @@ def test_lease_of_a_killed_poller_on_this_host_is_reclaimed_at_once(store: Store
     ids = [add(store, f"batches/k{i:02d}", states.RUNNING) for i in range(3)]
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     holder = f"{socket.gethostname()}:{child.pid}:abcd"
-    assert len(tracker.claim(store, ids, holder, timedelta(minutes=5))) == 3
-    assert tracker.claim(store, ids, "other-host:1:x", timedelta(minutes=5)) == []
+    assert len(leases.claim(store, ids, holder, timedelta(minutes=5))) == 3
+    assert leases.claim(store, ids, "other-host:1:x", timedelta(minutes=5)) == []
     child.send_signal(signal.SIGKILL)
     child.wait()
-    again = tracker.claim(store, ids, f"{socket.gethostname()}:1:me", timedelta(minutes=5))
+    again = leases.claim(store, ids, f"{socket.gethostname()}:1:me", timedelta(minutes=5))
     assert [item.id for item in again] == ids
 
 
@@ -219,7 +219,7 @@ def test_racing_claims_on_postgres(pg_schema_url: str) -> None:
             got: list[int] = []
             for start in range(0, len(ids), 5):
                 chunk = ids[start : start + 5]
-                got += [i.id for i in tracker.claim(pg, chunk, owner, timedelta(1))]
+                got += [i.id for i in leases.claim(pg, chunk, owner, timedelta(1))]
             won[owner] = got
 
         threads = [threading.Thread(target=grab, args=(name,)) for name in "ABC"]
@@ -240,12 +240,12 @@ def test_poller_heartbeat_keeps_leases_through_a_long_cycle(store: Store, tmp_pa
     options = PollOptions(lease_ttl=timedelta(seconds=3))
     poller = Poller.__new__(Poller)
     poller.store, poller.options, poller.owner = store, options, "poller-A"
-    assert len(tracker.claim(store, ids, "poller-A", options.lease_ttl)) == 3
+    assert len(leases.claim(store, ids, "poller-A", options.lease_ttl)) == 3
     heartbeat = _Heartbeat(poller, ids)
     try:
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:  # twice the 3 s lease
-            assert tracker.claim(store, ids, "poller-B", options.lease_ttl) == []
+            assert leases.claim(store, ids, "poller-B", options.lease_ttl) == []
             time.sleep(0.25)
     finally:
         heartbeat.stop()

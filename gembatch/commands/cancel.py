@@ -6,7 +6,8 @@ import click
 
 from gembatch.commands.support import AppContext, base_url_option, make_gemini, pass_app
 from gembatch.common.errors import BadInput
-from gembatch.engine.cancel import cancel_jobs, describe, open_job_ids, resolve_jobs
+from gembatch.engine.cancel import cancel_jobs, describe, resolve_jobs
+from gembatch.store.cancels import open_job_ids
 
 
 @click.command("cancel")

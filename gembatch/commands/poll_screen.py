@@ -13,12 +13,14 @@ from typing import TextIO
 from rich.console import Console
 
 from gembatch.common.locations import Locations
-from gembatch.engine.poller import CycleResult, PollOptions, RunSummary
+from gembatch.engine.poller import PollOptions, RunSummary
 from gembatch.engine.session import given_up_text, poll_run, sigterm_as_interrupt, summary_text
+from gembatch.engine.steps import CycleResult
 from gembatch.remote.client import Gemini
 from gembatch.store.database import Store
 from gembatch.view.lines import LineReporter
-from gembatch.view.live import LiveReporter, LiveView, wants_live
+from gembatch.view.live import LiveView
+from gembatch.view.live_drivers import LiveReporter, wants_live
 
 
 def run_poll(

@@ -6,6 +6,7 @@ import click
 
 from gembatch.commands.support import AppContext, base_url_option, make_gemini, pass_app
 from gembatch.engine.retry import retry_failed
+from gembatch.report.failed import collect_failed
 
 EXIT_INTERRUPTED = 130
 
@@ -29,13 +30,10 @@ def retry(
     gemini = make_gemini(base_url)
     store = app.store()
     try:
-        result = retry_failed(
-            store,
-            gemini,
-            app.locations,
-            job_ids=list(job_ids) or None,
-            include_cancelled=include_cancelled,
+        scan = collect_failed(
+            store, app.locations, job_ids=list(job_ids) or None, include_cancelled=include_cancelled
         )
+        result = retry_failed(store, gemini, app.locations, scan)
     except KeyboardInterrupt:
         gemini.stop.set()
         click.echo("\ninterrupted; rerun `gembatch retry` to finish", err=True)

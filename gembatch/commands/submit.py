@@ -26,7 +26,8 @@ from gembatch.commands.support import (
     retries_option,
 )
 from gembatch.engine.inputs import MAX_INPUT_BYTES
-from gembatch.engine.submit import DEFAULT_MODEL, MODEL_ENV, UNDONE, SubmitOptions, submit_files
+from gembatch.engine.submit import submit_files
+from gembatch.engine.units import DEFAULT_MODEL, MODEL_ENV, UNDONE, SubmitOptions
 
 EXIT_INTERRUPTED = 130
 

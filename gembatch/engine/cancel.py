@@ -10,18 +10,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from gembatch.common import states
 from gembatch.common.errors import BadInput
 from gembatch.common.locations import Locations
-from gembatch.common.timeutil import now as utcnow
 from gembatch.jobinfo.exporter import export_jobinfo
 from gembatch.remote.client import Gemini
 from gembatch.remote.errors import NotFound, RemoteError
 from gembatch.store import tracker
+from gembatch.store.cancels import (
+    CancelTarget,
+    cancel_target,
+    cancel_targets,
+    record_cancel_request,
+)
 from gembatch.store.database import Store
-from gembatch.store.models import EVENT_CANCEL_REQUESTED, Event, Job
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class CancelOutcome:
     message: str
 
 
-def _same_input(job: Job, ref: str, locations: Locations) -> bool:
+def _same_input(job: CancelTarget, ref: str, locations: Locations) -> bool:
     if ref == job.input_file:
         return True
     # A path typed relative to the current directory names the same file.
@@ -44,8 +46,7 @@ def _same_input(job: Job, ref: str, locations: Locations) -> bool:
 def resolve_jobs(store: Store, locations: Locations, refs: list[str]) -> list[int]:
     """Job ids for references: a job id, a batch name (``batches/x`` or ``x``), or an
     input file path. Unknown references are bad input (nothing is cancelled)."""
-    with store.reading() as session:
-        jobs = list(session.scalars(select(Job).order_by(Job.id)))
+    jobs = cancel_targets(store)
     chosen: list[int] = []
     unknown: list[str] = []
     for ref in refs:
@@ -67,21 +68,10 @@ def resolve_jobs(store: Store, locations: Locations, refs: list[str]) -> list[in
     return chosen
 
 
-def open_job_ids(store: Store) -> list[int]:
-    """Every job that exists remotely and has not finished (as far as the database knows)."""
-    with store.reading() as session:
-        query = select(Job.id).where(
-            Job.batch_name.is_not(None),
-            (Job.state.is_(None)) | (Job.state.not_in(sorted(states.TERMINAL))),
-        )
-        return list(session.scalars(query.order_by(Job.id)))
-
-
 def cancel_job(store: Store, gemini: Gemini, job_id: int) -> CancelOutcome:
     """Cancel one job; errors stay on that job (recorded) and are returned, not raised."""
-    with store.reading() as session:
-        job = session.get_one(Job, job_id)
-        batch_name, input_file, state = job.batch_name, job.input_file, job.state
+    job = cancel_target(store, job_id)
+    batch_name, input_file, state = job.batch_name, job.input_file, job.state
 
     def outcome(status: str, message: str) -> CancelOutcome:
         return CancelOutcome(job_id, input_file, batch_name, status, message)
@@ -98,18 +88,7 @@ def cancel_job(store: Store, gemini: Gemini, job_id: int) -> CancelOutcome:
     except RemoteError as exc:
         tracker.record_error(store, job_id, f"cancel: {exc}")
         return outcome("failed", str(exc))
-    now = utcnow()
-    with store.transaction() as session:
-        job = session.get_one(Job, job_id)
-        job.cancel_requested_at = now
-        session.add(
-            Event(
-                job_id=job_id,
-                at=now,
-                kind=EVENT_CANCEL_REQUESTED,
-                message=f"cancel of {batch_name} requested",
-            )
-        )
+    record_cancel_request(store, job_id, batch_name)
     try:
         change = tracker.apply_remote(store, job_id, gemini.get_batch(batch_name))
     except RemoteError as exc:

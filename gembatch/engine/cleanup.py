@@ -17,17 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from gembatch.common import states
 from gembatch.common.locations import Locations
 from gembatch.engine.downloads import results_safe
-from gembatch.engine.submit import FAILED, PENDING
 from gembatch.remote.client import Gemini
 from gembatch.remote.errors import NotFound, RemoteError
 from gembatch.store import tracker
+from gembatch.store.cleanups import CleanupJob, cleanup_jobs
 from gembatch.store.database import Store
-from gembatch.store.models import Job
+from gembatch.store.submits import FAILED, PENDING
 
 LIST_PAGE_SIZE = 100
 BATCH = "batch"
@@ -59,12 +57,12 @@ class CleanupResult:
     cleaned_jobs: int = 0
 
 
-def _safe(job: Job, locations: Locations) -> bool:
-    """The poller's own rule (:func:`gembatch.results.results_safe`), on a row."""
-    return results_safe(tracker.work_item(job), locations)
+def _safe(job: CleanupJob, locations: Locations) -> bool:
+    """The poller's own rule (:func:`gembatch.engine.downloads.results_safe`), on a row."""
+    return results_safe(job.work, locations)
 
 
-def _job_resources(job: Job) -> list[tuple[str, str, str]]:
+def _job_resources(job: CleanupJob) -> list[tuple[str, str, str]]:
     found = []
     if job.batch_name:
         found.append((BATCH, job.batch_name, f"batch of {job.input_file}"))
@@ -85,8 +83,7 @@ def plan_cleanup(
     page_size: int = LIST_PAGE_SIZE,
 ) -> CleanupPlan:
     plan = CleanupPlan()
-    with store.reading() as session:
-        jobs = list(session.scalars(select(Job).order_by(Job.id)))
+    jobs = cleanup_jobs(store)
     for job in jobs:
         if job.cleaned_at is not None:
             continue
@@ -131,14 +128,14 @@ def plan_cleanup(
 
 def _plan_untracked(
     plan: CleanupPlan,
-    jobs: list[Job],
+    jobs: list[CleanupJob],
     gemini: Gemini,
     locations: Locations,
     *,
     force: bool,
     page_size: int,
 ) -> None:
-    known: dict[str, Job] = {}
+    known: dict[str, CleanupJob] = {}
     for job in jobs:
         for _, name, _ in _job_resources(job):
             known[name] = job

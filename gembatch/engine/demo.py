@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy import select
-
 from gembatch.common import states
 from gembatch.common.atomic import atomic_writer
 from gembatch.common.errors import BadInput
@@ -26,12 +24,13 @@ from gembatch.common.locations import DEFAULT_DB_NAME, DEFAULT_JOB_INFO, Locatio
 from gembatch.emulator import Emulator, OutcomeRule
 from gembatch.engine.cancel import cancel_jobs, describe
 from gembatch.engine.poller import PollOptions, RunSummary
-from gembatch.engine.submit import QuietSubmitReporter, SubmitOptions, SubmitReport, submit_files
+from gembatch.engine.submit import QuietSubmitReporter, submit_files
+from gembatch.engine.units import SubmitOptions, SubmitReport
 from gembatch.remote.client import Gemini
 from gembatch.remote.retry import RetryPolicy
+from gembatch.store import tracker
+from gembatch.store.cancels import created_job_for_input
 from gembatch.store.database import Store, open_store
-from gembatch.store.models import Job
-from gembatch.store.snapshots import load_snapshot
 
 DEFAULT_DIR = "gembatch-demo"
 MARKER = ".gembatch-demo"
@@ -230,7 +229,7 @@ def run_demo(
         options = SubmitOptions(model=MODEL)
         files = [(path, str(path.relative_to(directory))) for path in inputs]
         submitted = submit_files(store, gemini, locations, files, options, _Printer(out))
-        job = _job_for(store, CANCELLED)
+        job = created_job_for_input(store, f"batch/{CANCELLED}")
         if job is not None:
             # Held running until the cancel below, so the story is the same on any machine.
             emulator.set_state(job[1], "RUNNING")
@@ -248,8 +247,7 @@ def run_demo(
         say("")
         say("4. gembatch report")
         report(store, locations)
-        with store.reading() as session:
-            counts = dict(load_snapshot(session).totals)
+        counts = tracker.state_counts(store)
     finally:
         if timer is not None:
             timer.cancel()
@@ -268,16 +266,6 @@ def run_demo(
     say("  gembatch poll")
     say("  gembatch report")
     return DemoResult(directory, submitted, summary, counts)
-
-
-def _job_for(store: Store, name: str) -> tuple[int, str] | None:
-    with store.reading() as session:
-        row = session.execute(
-            select(Job.id, Job.batch_name).where(
-                Job.input_file == f"batch/{name}", Job.batch_name.is_not(None)
-            )
-        ).first()
-    return (row[0], row[1]) if row is not None else None
 
 
 def expected_counts() -> dict[str, int]:

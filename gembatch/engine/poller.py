@@ -6,6 +6,9 @@ for the rest), then for each job in a bounded thread pool: records a state
 change, downloads finished results atomically, and only then deletes the
 remote batch and its input file. Every step is its own transaction, so a kill
 at any instant leaves a database that a rerun simply continues from.
+
+This module is the cycle and the run loop (and the heartbeat that keeps a
+cycle's leases); the per-job steps are :mod:`gembatch.engine.steps`.
 """
 
 from __future__ import annotations
@@ -22,15 +25,13 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from gembatch.common import states
 from gembatch.common.batch import RemoteBatch
 from gembatch.common.locations import Locations
-from gembatch.engine.downloads import candidates, download_result, intact, results_safe, write_lines
 from gembatch.engine.progress import QuietReporter, Reporter
+from gembatch.engine.steps import CycleResult, JobSteps
 from gembatch.remote.client import Gemini
-from gembatch.remote.errors import Interrupted, NotFound, RemoteError
-from gembatch.remote.wire import inline_results_jsonl
-from gembatch.store import tracker
+from gembatch.remote.errors import Interrupted, RemoteError
+from gembatch.store import leases
 from gembatch.store.database import Store
 from gembatch.store.tracker import WorkItem
 
@@ -48,23 +49,6 @@ class PollOptions:
     # In one run, a job that failed this many times in a row is left for the
     # next run so the loop can end; it stays recorded with its error.
     max_errors: int = 5
-
-
-@dataclass
-class CycleResult:
-    claimed: int = 0
-    state_changes: int = 0
-    newly_terminal: int = 0
-    downloads: int = 0
-    cleanups: int = 0
-    errors: int = 0
-    skipped_busy: int = 0
-    imported: int = 0
-    exported: bool = False
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.state_changes or self.downloads or self.cleanups or self.errors)
 
 
 def make_owner() -> str:
@@ -92,10 +76,9 @@ class Poller:
         self.stop = gemini.stop
         self._merge = merge_job_info
         self._export = export_job_info
-        self._run_errors: dict[int, int] = {}
-        self._remotes: dict[int, RemoteBatch] = {}
-        self._just_downloaded: set[int] = set()
-        self._lock = threading.Lock()
+        self.steps = JobSteps(
+            store, gemini, locations, self.reporter, keep_remote=self.options.keep_remote
+        )
 
     # ------------------------------------------------------------------ cycle
 
@@ -106,10 +89,10 @@ class Poller:
         given_up = set(self.given_up())
         ids = [
             job_id
-            for job_id in tracker.candidate_ids(self.store, self.options.keep_remote)
+            for job_id in leases.candidate_ids(self.store, self.options.keep_remote)
             if job_id not in given_up
         ]
-        items = tracker.claim(
+        items = leases.claim(
             self.store,
             ids,
             self.owner,
@@ -125,7 +108,7 @@ class Poller:
         finally:
             heartbeat.stop()
             with contextlib.suppress(Exception):
-                tracker.release(self.store, claimed, self.owner)
+                leases.release(self.store, claimed, self.owner)
         if (result.changed or result.imported) and self._export is not None:
             self._export()
             result.exported = True
@@ -142,7 +125,7 @@ class Poller:
             max_workers=max(1, self.options.concurrency), thread_name_prefix="gembatch-poll"
         ) as pool:
             futures: list[Future[None]] = [
-                pool.submit(self._advance, item, listed.get(item.batch_name), result)
+                pool.submit(self.steps.advance, item, listed.get(item.batch_name), result)
                 for item in items
             ]
             try:
@@ -190,158 +173,10 @@ class Poller:
             self.reporter.note(f"listing batches failed, asking one by one: {exc}")
         return found
 
-    # ------------------------------------------------------------------ one job
-
-    def _advance(self, item: WorkItem, listed: RemoteBatch | None, result: CycleResult) -> None:
-        if self.stop.is_set():
-            return
-        self.reporter.checking(item.id, True)
-        try:
-            item = self._step_state(item, listed, result)
-            if item.needs_download():
-                item = self._step_download(item, result)
-            if item.needs_cleanup(self.options.keep_remote) and self._safe_to_delete(item):
-                self._step_cleanup(item, result)
-        except Interrupted:
-            return
-        except (RemoteError, OSError) as exc:
-            self._fail(item, str(exc), result)
-        except Exception as exc:
-            self._fail(item, f"{type(exc).__name__}: {exc}", result)
-        finally:
-            self.reporter.checking(item.id, False)
-
-    def _fail(self, item: WorkItem, message: str, result: CycleResult) -> None:
-        with self._lock:
-            result.errors += 1
-            self._run_errors[item.id] = self._run_errors.get(item.id, 0) + 1
-        try:
-            tracker.record_error(self.store, item.id, message)
-        except Exception as exc:
-            message = f"{message} (and recording it failed: {exc})"
-        self.reporter.error(item, message)
-
-    def _step_state(
-        self, item: WorkItem, listed: RemoteBatch | None, result: CycleResult
-    ) -> WorkItem:
-        if not item.needs_state():
-            return item
-        remote = listed if listed is not None else self.gemini.get_batch(item.batch_name)
-        change = tracker.apply_remote(self.store, item.id, remote)
-        fresh = change.item
-        if change.changed:
-            with self._lock:
-                result.state_changes += 1
-                if states.is_terminal(change.new):
-                    result.newly_terminal += 1
-            self.reporter.state_changed(fresh, change.old, change.new)
-        if remote.inlined_responses is not None:
-            with self._lock:
-                self._remotes[item.id] = remote  # spares the download step a second get
-        return fresh
-
-    def _step_download(self, item: WorkItem, result: CycleResult) -> WorkItem:
-        target, fallback = candidates(self.locations, item.input_file, item.batch_name)
-        own = self.locations.resolve_result(item.result_path) if item.result_path else None
-        with self._lock:
-            remote = self._remotes.pop(item.id, None)
-        if item.dest_inline:
-            if remote is None or remote.inlined_responses is None:
-                remote = self.gemini.get_batch(item.batch_name)
-            responses = remote.inlined_responses or []
-            download = write_lines(inline_results_jsonl(responses), target, fallback, own)
-            note = f"{len(responses)} inline results written to {download.path}"
-        elif item.dest_file_name:
-
-            def progress(done: int) -> None:
-                self.reporter.download_progress(item, done)
-
-            try:
-                download = download_result(
-                    self.gemini, item.dest_file_name, target, fallback, own, progress
-                )
-            except NotFound:
-                if item.state == states.SUCCEEDED:
-                    raise
-                return tracker.record_download(
-                    self.store, item.id, path=None, size=None, sha256=None, note="no partial output"
-                )
-            note = f"{download.size} bytes to {download.path}"
-        elif item.state == states.SUCCEEDED:
-            # Results exist somewhere; deleting now would lose them. Ask again next cycle.
-            raise RemoteError(f"{item.batch_name}: succeeded, but the API names no results yet")
-        else:
-            # Failed, cancelled or expired without output: nothing to keep.
-            return tracker.record_download(
-                self.store, item.id, path=None, size=None, sha256=None, note="no output"
-            )
-        fresh = tracker.record_download(
-            self.store,
-            item.id,
-            path=self.locations.store_path(download.path),
-            size=download.size,
-            sha256=download.sha256,
-            note=note,
-        )
-        with self._lock:
-            result.downloads += 1
-            self._just_downloaded.add(item.id)
-        self.reporter.downloaded(item, download.path, download.size)
-        return fresh
-
-    def _safe_to_delete(self, item: WorkItem) -> bool:
-        """Invariant 2: delete only what is finished by the API's own word and whose
-        results are recorded and intact on disk; otherwise download again first."""
-        with self._lock:
-            verified = item.id in self._just_downloaded
-        if results_safe(item, self.locations, verified=verified):
-            return True
-        if (
-            item.terminal
-            and item.result_path
-            and not item.needs_download()
-            and not intact(
-                self.locations.resolve_result(item.result_path),
-                item.result_size,
-                item.result_sha256,
-            )
-        ):
-            tracker.forget_download(
-                self.store,
-                item.id,
-                f"recorded results {item.result_path} are missing or changed; downloading again",
-            )
-        return False
-
-    def _step_cleanup(self, item: WorkItem, result: CycleResult) -> None:
-        notes: list[str] = []
-        for what, name, delete in (
-            ("batch", item.batch_name, self.gemini.delete_batch),
-            ("input file", item.uploaded_file_name, self.gemini.delete_file),
-        ):
-            if not name:
-                continue
-            try:
-                delete(name)
-                notes.append(f"deleted {what} {name}")
-            except NotFound:
-                notes.append(f"{what} {name} already gone")
-            except RemoteError as exc:
-                if exc.code in (400, 403):
-                    # e.g. an over-long generated name the API refuses: recorded, not blocking.
-                    notes.append(f"{what} {name} not deleted: {exc}")
-                else:
-                    raise
-        note = "; ".join(notes) or "nothing remote to delete"
-        tracker.record_cleanup(self.store, item.id, note)
-        with self._lock:
-            result.cleanups += 1
-        self.reporter.cleaned(item, note)
-
     # ------------------------------------------------------------------ loop
 
     def given_up(self) -> list[int]:
-        return [j for j, n in self._run_errors.items() if n >= self.options.max_errors]
+        return [j for j, n in self.steps.run_errors.items() if n >= self.options.max_errors]
 
     def run(
         self,
@@ -360,7 +195,7 @@ class Poller:
         while True:
             result = self.run_cycle()
             summary.add(result)
-            open_work = set(tracker.candidate_ids(self.store, self.options.keep_remote))
+            open_work = set(leases.candidate_ids(self.store, self.options.keep_remote))
             remaining = len(open_work - set(self.given_up()))
             done = once or remaining == 0
             if on_cycle is not None:
@@ -391,7 +226,7 @@ class _Heartbeat:
         def beat() -> None:
             while not self._stopped.wait(period):
                 with contextlib.suppress(Exception):  # a missed beat is retried next period
-                    tracker.renew(poller.store, ids, poller.owner, poller.options.lease_ttl)
+                    leases.renew(poller.store, ids, poller.owner, poller.options.lease_ttl)
 
         self._thread = threading.Thread(target=beat, name="gembatch-lease", daemon=True)
         self._thread.start()

@@ -3,9 +3,13 @@
 Each original job with failed requests (see :mod:`gembatch.report.failed` for
 what counts) gets one retry job. Its input is written beside the original's as
 ``<stem>.retry-j<original id>.jsonl`` — the original requests, byte for byte,
-keys unchanged — and submitted through :func:`gembatch.submit.submit_files`.
+keys unchanged — and submitted through :func:`gembatch.engine.submit.submit_files`.
 The new job's ``retry_of_job_id`` points at the original, so a key's history
 is the chain of jobs linked this way.
+
+Which requests failed is the report's finding: the caller collects it
+(:func:`gembatch.report.failed.collect_failed`) and hands it in, so the engine
+never imports the report; :class:`FailedRequests` is all it relies on.
 
 Idempotent and crash-safe: the file name is a function of the original job, so
 a rerun finds a retry job that was submitted but not yet linked (killed in
@@ -16,19 +20,18 @@ live retry is not retried again (retry the retry instead).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from sqlalchemy import select, update
+from typing import Protocol
 
 from gembatch.common.atomic import atomic_writer
 from gembatch.common.locations import Locations
-from gembatch.engine.submit import FAILED as SUBMIT_FAILED
-from gembatch.engine.submit import SubmitOptions, SubmitReporter, stored_path, submit_files
+from gembatch.engine.submit import SubmitReporter, submit_files
+from gembatch.engine.units import SubmitOptions, stored_path
 from gembatch.remote.client import Gemini
-from gembatch.report.failed import FailedSet, collect_failed
 from gembatch.store.database import Store
-from gembatch.store.models import Job
+from gembatch.store.retries import link_retry, live_retries, unlinked_retry
 
 _RETRY_SUFFIX = re.compile(r"\.retry-j\d+$")
 
@@ -38,6 +41,36 @@ def retry_input_path(input_path: Path, original_id: int) -> Path:
     (job 12) -> ``batch/003.retry-j12.jsonl``, never ``.retry-j7.retry-j12``."""
     stem = _RETRY_SUFFIX.sub("", input_path.stem)
     return input_path.with_name(f"{stem}.retry-j{original_id}{input_path.suffix or '.jsonl'}")
+
+
+class OriginalJob(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def input_file(self) -> str: ...
+    @property
+    def model(self) -> str | None: ...
+
+
+class FailedRequests(Protocol):
+    """The failed requests of one job, as the input lines to resubmit
+    (a :class:`gembatch.report.failed.FailedSet`)."""
+
+    @property
+    def job(self) -> OriginalJob: ...
+    @property
+    def input_path(self) -> Path: ...
+    @property
+    def lines(self) -> Sequence[bytes]: ...
+
+
+class FailedFound(Protocol):
+    """Every job's failed requests (a :class:`gembatch.report.failed.FailedScan`)."""
+
+    @property
+    def sets(self) -> Sequence[FailedRequests]: ...
+    @property
+    def warnings(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,57 +93,19 @@ class RetryResult:
         return sum(1 for item in self.retried if item.status == "failed")
 
 
-def _live_retries(store: Store) -> dict[int, int]:
-    """original job id -> a retry job of it that was not a failed submit."""
-    with store.reading() as session:
-        rows = session.execute(
-            select(Job.retry_of_job_id, Job.id).where(
-                Job.retry_of_job_id.is_not(None),
-                (Job.submit_state.is_(None)) | (Job.submit_state != SUBMIT_FAILED),
-            )
-        )
-        return {original: job_id for original, job_id in rows}
-
-
-def _link(store: Store, job_id: int, original_id: int) -> None:
-    with store.transaction() as session:
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.retry_of_job_id.is_(None))
-            .values(retry_of_job_id=original_id)
-            .execution_options(synchronize_session=False)
-        )
-
-
-def _unlinked_retry(store: Store, stored: str) -> int | None:
-    """A job already made from this retry file but never linked (a run killed in between)."""
-    with store.reading() as session:
-        return session.scalar(
-            select(Job.id)
-            .where(
-                Job.input_file == stored,
-                Job.retry_of_job_id.is_(None),
-                (Job.submit_state.is_(None)) | (Job.submit_state != SUBMIT_FAILED),
-            )
-            .order_by(Job.id.desc())
-            .limit(1)
-        )
-
-
 def retry_failed(
     store: Store,
     gemini: Gemini,
     locations: Locations,
+    scan: FailedFound,
     *,
-    job_ids: list[int] | None = None,
-    include_cancelled: bool = False,
     reporter: SubmitReporter | None = None,
 ) -> RetryResult:
-    """Submit the failed requests of the chosen jobs (all by default) as linked new jobs."""
+    """Submit the failed requests in ``scan`` (the chosen jobs', all by default) as
+    linked new jobs."""
     result = RetryResult()
-    scan = collect_failed(store, locations, job_ids=job_ids, include_cancelled=include_cancelled)
     result.warnings.extend(scan.warnings)
-    live = _live_retries(store)
+    live = live_retries(store)
     for selected in scan.sets:
         original = selected.job
         if original.id in live:
@@ -133,16 +128,16 @@ def _retry_one(
     store: Store,
     gemini: Gemini,
     locations: Locations,
-    selected: FailedSet,
+    selected: FailedRequests,
     reporter: SubmitReporter | None,
 ) -> Retried:
     original = selected.job
     target = retry_input_path(selected.input_path, original.id)
     stored = stored_path(target, locations.base_dir)
     count = len(selected.lines)
-    earlier = _unlinked_retry(store, stored)
+    earlier = unlinked_retry(store, stored)
     if earlier is not None:
-        _link(store, earlier, original.id)
+        link_retry(store, earlier, original.id)
         return Retried(original.id, count, stored, "linked", "found from an earlier run", earlier)
     with atomic_writer(target, "wb") as handle:
         for raw in selected.lines:
@@ -153,5 +148,5 @@ def _retry_one(
     if outcome is None or outcome.job_id is None or outcome.status in ("failed", "skipped"):
         message = outcome.message if outcome is not None else "submit made no job"
         return Retried(original.id, count, stored, "failed", message)
-    _link(store, outcome.job_id, original.id)
+    link_retry(store, outcome.job_id, original.id)
     return Retried(original.id, count, stored, outcome.status, outcome.message, outcome.job_id)

@@ -15,8 +15,9 @@ from types import FrameType
 
 from gembatch.common import states
 from gembatch.common.locations import Locations
-from gembatch.engine.poller import CycleResult, Poller, PollOptions, RunSummary
+from gembatch.engine.poller import Poller, PollOptions, RunSummary
 from gembatch.engine.progress import Reporter
+from gembatch.engine.steps import CycleResult
 from gembatch.jobinfo.exporter import export_jobinfo
 from gembatch.jobinfo.importer import import_jobinfo
 from gembatch.remote.client import Gemini

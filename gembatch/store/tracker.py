@@ -1,20 +1,17 @@
 """Every change to a tracked job: one transaction each, with its event row.
 
 The poll engine decides *what* to do; this module is the only place that
-writes job progress, so the rules (never move backwards, leases, error
-counting) live in one spot.
+writes job progress, so the rules (never move backwards, error counting) live
+in one spot. Who may write a job at all is :mod:`gembatch.store.leases`.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, not_, or_, select, update
+from sqlalchemy import and_, not_, or_, select
 from sqlalchemy.orm import Session
 
 from gembatch.common import states
@@ -30,7 +27,6 @@ from gembatch.store.models import (
     Job,
 )
 
-_CHUNK = 500
 # Inline results can be megabytes; the stored batch object keeps only their count.
 _INLINE_KEY = "inlinedResponses"
 
@@ -119,128 +115,6 @@ def work_filter(keep_remote: bool) -> Any:
     if not keep_remote:
         clauses.append(and_(terminal, Job.cleaned_at.is_(None)))
     return and_(Job.batch_name.is_not(None), or_(*clauses))
-
-
-def candidate_ids(store: Store, keep_remote: bool) -> list[int]:
-    with store.reading() as session:
-        query = select(Job.id).where(work_filter(keep_remote)).order_by(Job.id)
-        return list(session.scalars(query))
-
-
-def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
-
-
-def claim(
-    store: Store, ids: Sequence[int], owner: str, ttl: timedelta, *, keep_remote: bool = False
-) -> list[WorkItem]:
-    """Take a lease on each job no live poller holds; return fresh copies of those won.
-
-    A conditional UPDATE is atomic on SQLite and PostgreSQL alike: of two
-    pollers racing for a job, exactly one sees its row updated. A lease whose
-    holder died simply expires.
-    """
-    won: list[WorkItem] = []
-    for chunk in _chunks(list(ids)):
-        now = utcnow()
-        with store.transaction() as session:
-            _reclaim_from_dead_holders(session, chunk, owner, now)
-            session.execute(
-                update(Job)
-                .where(
-                    Job.id.in_(chunk),
-                    or_(
-                        Job.lease_owner.is_(None),
-                        Job.lease_owner == owner,
-                        Job.lease_expires_at.is_(None),
-                        Job.lease_expires_at < now,
-                    ),
-                )
-                .values(lease_owner=owner, lease_expires_at=now + ttl)
-                .execution_options(synchronize_session=False)
-            )
-            query = (
-                select(Job)
-                .where(Job.id.in_(chunk), Job.lease_owner == owner, work_filter(keep_remote))
-                .order_by(Job.id)
-            )
-            won.extend(work_item(job) for job in session.scalars(query))
-    return won
-
-
-def _reclaim_from_dead_holders(
-    session: Session, chunk: Sequence[int], owner: str, now: datetime
-) -> None:
-    """A poller on this host that was killed (SIGKILL, power cut) cannot release its
-    leases; waiting for them to expire would stall the rerun, so a lease whose
-    holder process is gone is cleared at once. Other hosts' leases just expire."""
-    holders = session.scalars(
-        select(Job.lease_owner)
-        .where(Job.id.in_(chunk), Job.lease_owner.is_not(None), Job.lease_owner != owner)
-        .where(Job.lease_expires_at >= now)
-        .distinct()
-    ).all()
-    dead = [holder for holder in holders if holder and _holder_is_dead(holder)]
-    if dead:
-        session.execute(
-            update(Job)
-            .where(Job.id.in_(chunk), Job.lease_owner.in_(dead))
-            .values(lease_owner=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False)
-        )
-
-
-def _holder_is_dead(holder: str) -> bool:
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False  # another poller in this very process (tests): alive by definition
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # exists, owned by someone else
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    # A killed child not yet reaped still answers kill(0); /proc tells the truth on Linux.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
-
-
-def renew(store: Store, ids: Sequence[int], owner: str, ttl: timedelta) -> int:
-    """Extend this poller's leases on ``ids``; returns how many it still held."""
-    held = 0
-    for chunk in _chunks(list(ids)):
-        with store.transaction() as session:
-            result = session.execute(
-                update(Job)
-                .where(Job.id.in_(chunk), Job.lease_owner == owner)
-                .values(lease_expires_at=utcnow() + ttl)
-                .execution_options(synchronize_session=False)
-            )
-            held += result.rowcount or 0
-    return held
-
-
-def release(store: Store, ids: Sequence[int], owner: str) -> None:
-    for chunk in _chunks(list(ids)):
-        with store.transaction() as session:
-            session.execute(
-                update(Job)
-                .where(Job.id.in_(chunk), Job.lease_owner == owner)
-                .values(lease_owner=None, lease_expires_at=None)
-                .execution_options(synchronize_session=False)
-            )
 
 
 def refresh(store: Store, job_id: int) -> WorkItem:
