@@ -17,7 +17,7 @@ Printed side by side, all in this one run:
 - baselines: a naive ORM import, one job per transaction, of ``--baseline-lines``
   lines, and a naive export that loads every ``Job`` object then writes; ratios
   are per line.
-- status rendering of 10,000 imported jobs (``gembatch.render.render_status``).
+- status rendering of 10,000 imported jobs (``gembatch.view.status.render_status``).
 """
 
 from __future__ import annotations
@@ -187,10 +187,10 @@ def bench_status(db: Path, repeat: int = 3) -> dict[str, float] | None:
     try:
         from rich.console import Console
 
-        from gembatch.store.snapshots import load_snapshot
-        from gembatch.view.render import render_status
+        from gembatch.store.snapshots import read_snapshot
+        from gembatch.view.status import render_status
     except ImportError:
-        print("status rendering: gembatch.render is not available")
+        print("status rendering: gembatch.view.status is not available")
         return None
     from gembatch.common.locations import sqlite_url
     from gembatch.store.database import open_store
@@ -200,8 +200,7 @@ def bench_status(db: Path, repeat: int = 3) -> dict[str, float] | None:
         load_s = render_s = float("inf")
         for _ in range(repeat):
             start = time.perf_counter()
-            with store.reading() as session:
-                snapshot = load_snapshot(session)
+            snapshot = read_snapshot(store)
             load_s = min(load_s, time.perf_counter() - start)
             start = time.perf_counter()
             console = Console(file=io.StringIO(), width=160, force_terminal=True)

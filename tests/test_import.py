@@ -16,9 +16,11 @@ from sqlalchemy import create_engine, select, text
 
 from gembatch.common.errors import BadInput
 from gembatch.common.locations import sqlite_url
-from gembatch.jobinfo import importer
-from gembatch.jobinfo.importer import BadLines, import_jobinfo, merge_values
+from gembatch.jobinfo import importer, reader
+from gembatch.jobinfo.importer import import_jobinfo
 from gembatch.jobinfo.lines import JobRecord
+from gembatch.jobinfo.merge import merge_values
+from gembatch.jobinfo.reader import BadLines
 from gembatch.store.database import Store, open_store
 from gembatch.store.models import Event, Job
 
@@ -133,7 +135,7 @@ T1 = "2025-07-12T19:00:00+00:00"
 T2 = "2025-07-12T20:00:00+00:00"
 
 
-def imported(store: Store, tmp_path: Path, *lines: str) -> importer.ImportReport:
+def imported(store: Store, tmp_path: Path, *lines: str) -> reader.ImportReport:
     return import_jobinfo(store, write(tmp_path / f"{uuid.uuid4().hex}.jsonl", *lines))
 
 
@@ -399,7 +401,7 @@ def test_skip_bad_imports_the_good_lines(tmp_path: Path) -> None:
 def test_many_bad_lines_are_listed_up_to_a_limit(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(importer, "MAX_LISTED_BAD", 3)
+    monkeypatch.setattr(reader, "MAX_LISTED_BAD", 3)
     path = write(tmp_path / "j.jsonl", *(["oops"] * 10))
     report = import_jobinfo(store, path, skip_bad=True)
     assert report.bad_total == 10 and len(report.bad) == 3

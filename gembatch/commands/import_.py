@@ -6,7 +6,8 @@ import click
 
 from gembatch.commands.support import AppContext, pass_app
 from gembatch.common.errors import BadInput
-from gembatch.jobinfo.importer import BadLines, import_jobinfo
+from gembatch.jobinfo.importer import import_jobinfo
+from gembatch.jobinfo.reader import BadLines
 
 
 @click.command("import")

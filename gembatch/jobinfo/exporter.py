@@ -24,22 +24,17 @@ from pathlib import Path
 from typing import IO
 
 import filelock
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
 from gembatch.common.atomic import atomic_writer
-from gembatch.common.errors import BadInput, GembatchError, StoreError
-from gembatch.jobinfo.importer import ImportReport, import_jobinfo, short_error
-from gembatch.jobinfo.lines import RECORD_FIELDS, rebase_record, record_from_row, same_dir, to_line
+from gembatch.common.errors import BadInput, GembatchError
+from gembatch.jobinfo.importer import import_jobinfo
+from gembatch.jobinfo.lines import RECORD_FIELDS, JobRecord, rebase_record, same_dir, to_line
+from gembatch.jobinfo.reader import ImportReport
 from gembatch.store.database import Store
-from gembatch.store.models import Job
+from gembatch.store.exports import jobs_in_id_order
 
-# Rows fetched per round trip; the file is written chunk by chunk, never built whole.
-CHUNK_ROWS = 2000
 LOCK_TIMEOUT = 60.0
 _DEFAULT_MODE = 0o644
-
-_jobs = Job.__table__
 
 
 @dataclass
@@ -187,29 +182,21 @@ def _write(store: Store, target: Path, stored_dir: Path) -> int:
     mode = _mode_of(final)
     out_dir = target.parent
     in_place = same_dir(stored_dir, out_dir)
-    columns = [_jobs.c[name] for name in RECORD_FIELDS]
-    query = (
-        select(*columns)
-        .where(_jobs.c.batch_name.is_not(None))  # a submit still in flight has no line yet
-        .order_by(_jobs.c.id)
-        .execution_options(yield_per=CHUNK_ROWS)
-    )
     written = 0
     try:
-        with store.reading() as session, atomic_writer(final) as out:
+        with jobs_in_id_order(store, RECORD_FIELDS) as chunks, atomic_writer(final) as out:
             os.fchmod(out.fileno(), mode)  # mkstemp makes 0600; keep what the file had
-            for rows in session.execute(query).partitions():
+            for rows in chunks:
                 lines = []
                 for row in rows:
-                    record = record_from_row(row)
+                    # The columns come in RECORD_FIELDS order, the record's own.
+                    record = JobRecord(*row)
                     if not in_place:
                         record = rebase_record(record, stored_dir, out_dir)
                     lines.append(to_line(record))
                     lines.append("\n")
                 out.write("".join(lines).encode("utf-8"))
                 written += len(rows)
-    except SQLAlchemyError as exc:
-        raise StoreError(f"{store.display_url}: {short_error(exc)}") from None
     except OSError as exc:
         raise BadInput(f"{target}: cannot write: {exc.strerror or exc}") from None
     return written

@@ -68,7 +68,7 @@ class LineError(ValueError):
 
 @dataclass(frozen=True)
 class JobRecord:
-    """One job as a job-info line describes it. Field names are :class:`~gembatch.models.Job`
+    """One job as a job-info line describes it. Field names are :class:`~gembatch.store.models.Job`
     column names, so a record maps onto a row without translation."""
 
     batch_name: str
@@ -305,7 +305,7 @@ def _kind(value: Any) -> str:
 
 
 def record_from_row(row: Any) -> JobRecord:
-    """A record from a :class:`~gembatch.models.Job` or a Core row of the ``jobs`` table."""
+    """A record from a :class:`~gembatch.store.models.Job` or a Core row of the ``jobs`` table."""
     return JobRecord(**{name: getattr(row, name) for name in RECORD_FIELDS})
 
 
