@@ -22,8 +22,8 @@ from rich.table import Table
 from gembatch.common import states
 from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.store.database import open_store
-from gembatch.store.snapshots import load_snapshot
-from gembatch.view.render import render_status
+from gembatch.store.snapshots import read_snapshot
+from gembatch.view.status import render_status
 
 WIDTH = 160
 _MIX = [states.SUCCEEDED] * 90 + [states.FAILED] * 3 + [states.CANCELLED] * 2
@@ -70,8 +70,7 @@ def bench_status(n: int = 10_000, repeat: int = 3) -> dict[str, float]:
         try:
 
             def load() -> None:
-                with store.reading() as session:
-                    load_snapshot(session)
+                read_snapshot(store)
 
             load_s = best_of(repeat, load)
         finally:

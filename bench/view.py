@@ -29,9 +29,10 @@ from rich.screen import Screen
 from gembatch.common import states
 from gembatch.common.snapshot import Snapshot
 from gembatch.store.database import open_store
-from gembatch.store.snapshots import load_jobs, load_snapshot
-from gembatch.view.dashboard import DashboardInfo, render_dashboard
-from gembatch.view.render import render_status
+from gembatch.store.snapshots import read_jobs, read_snapshot
+from gembatch.view.dashboard import render_dashboard
+from gembatch.view.dashboard_summary import DashboardInfo
+from gembatch.view.status import render_status
 
 TARGET_S = 0.050
 _MIX = [states.SUCCEEDED] * 88 + [states.FAILED] * 3 + [states.CANCELLED] * 2
@@ -85,12 +86,10 @@ def bench_view(n: int = 5_000, repeat: int = 5) -> dict[str, float]:
             changed = sorted(checking)[:16]
 
             def full_read() -> None:
-                with store.reading() as session:
-                    load_snapshot(session)
+                read_snapshot(store)
 
             def incremental_read() -> None:
-                with store.reading() as session:
-                    snapshot.updated(load_jobs(session, changed))
+                snapshot.updated(read_jobs(store, changed))
 
             figures["db_full_read"] = best_of(repeat, full_read)
             figures["db_read_16_changed"] = best_of(repeat, incremental_read)

@@ -27,13 +27,11 @@ from gembatch.common.locations import sqlite_url
 from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.store.database import Store, open_store
 from gembatch.store.models import Job
-from gembatch.view.dashboard import (
-    Dashboard,
-    DashboardInfo,
-    DownloadProgress,
-    render_dashboard,
-)
-from gembatch.view.live import LiveReporter, LiveView, db_display_name, wants_live
+from gembatch.store.snapshots import db_display_name
+from gembatch.view.dashboard import Dashboard, render_dashboard
+from gembatch.view.dashboard_summary import DashboardInfo, DownloadProgress
+from gembatch.view.live import LiveView
+from gembatch.view.live_drivers import LiveReporter, wants_live
 
 UTC = timezone.utc
 NOW = datetime(2025, 7, 12, 20, 0, 0, tzinfo=UTC)

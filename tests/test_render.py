@@ -18,18 +18,11 @@ from rich.style import Style
 
 from gembatch.common import states
 from gembatch.common.snapshot import JobView, Snapshot
-from gembatch.view.render import (
-    CHECKING_STYLE,
-    clip_left,
-    clip_right,
-    fold_line,
-    job_duration,
-    order_jobs,
-    render_status,
-    short_error,
-    state_cell,
-    status_json,
-)
+from gembatch.view.attention import order_jobs
+from gembatch.view.looks import job_duration, short_error, state_cell
+from gembatch.view.status import render_status
+from gembatch.view.status_json import status_json
+from gembatch.view.table import CHECKING_STYLE, clip_left, clip_right, fold_line
 
 UTC = timezone.utc
 NOW = datetime(2025, 7, 12, 20, 0, 0, tzinfo=UTC)

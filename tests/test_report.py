@@ -28,8 +28,8 @@ from rich.console import Console
 from gembatch.common import states
 from gembatch.common.locations import Locations, sqlite_url
 from gembatch.report import build_report, percentile, print_report
-from gembatch.report.build import Spread
 from gembatch.report.failed import collect_failed, request_history, write_failed
+from gembatch.report.figures import Spread
 from gembatch.report.pricing import PriceTable, parse_price
 from gembatch.report.render import report_json
 from gembatch.store.database import Store, open_store

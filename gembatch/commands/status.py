@@ -9,8 +9,9 @@ from rich.console import Console
 
 from gembatch.commands.support import AppContext, pass_app
 from gembatch.common import timeutil
-from gembatch.store.snapshots import load_snapshot
-from gembatch.view.render import render_status, status_json
+from gembatch.store.snapshots import read_snapshot
+from gembatch.view.status import render_status
+from gembatch.view.status_json import status_json
 
 # Piped output is not cut to a terminal's width: nothing to fit, and grep
 # should see whole file names and errors.
@@ -23,8 +24,7 @@ _PIPE_WIDTH = 1000
 def status(app: AppContext, as_json: bool) -> None:
     """Show every job: input file, requests, state, times, duration; totals by state."""
     store = app.store()
-    with store.reading() as session:
-        snapshot = load_snapshot(session)
+    snapshot = read_snapshot(store)
     now = timeutil.now()
     if as_json:
         click.echo(json.dumps(status_json(snapshot, now), indent=2, ensure_ascii=False))

@@ -10,9 +10,11 @@ from rich.console import Console
 from gembatch.commands.support import AppContext, pass_app
 from gembatch.common import timeutil
 from gembatch.engine.session import sigterm_as_interrupt
-from gembatch.store.snapshots import load_snapshot
-from gembatch.view.dashboard import DashboardInfo, render_dashboard
-from gembatch.view.live import LiveView, db_display_name, run_watch, wants_live
+from gembatch.store.snapshots import db_display_name, read_snapshot
+from gembatch.view.dashboard import render_dashboard
+from gembatch.view.dashboard_summary import DashboardInfo
+from gembatch.view.live import LiveView
+from gembatch.view.live_drivers import run_watch, wants_live
 
 # Without a terminal there is no size to fit: one frame tall enough for a
 # screenful of rows, as wide as a wide terminal.
@@ -39,8 +41,7 @@ def watch(app: AppContext, interval: float) -> None:
     stdout = sys.stdout
     name = db_display_name(store)
     if not wants_live(stdout):
-        with store.reading() as session:
-            snapshot = load_snapshot(session)
+        snapshot = read_snapshot(store)
         width, height = _PIPE_SIZE
         console = Console(file=stdout, width=width, height=height)
         info = DashboardInfo(db_name=name, mode="watch")

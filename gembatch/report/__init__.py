@@ -1,6 +1,7 @@
 """``gembatch report``: how long things took, what failed, what it cost.
 
-- :mod:`gembatch.report.build` computes the figures (:func:`build_report`);
+- :mod:`gembatch.report.build` computes the figures (:func:`build_report`) of
+  :mod:`gembatch.report.figures`;
 - :mod:`gembatch.report.render` formats them (rich, JSON, CSV);
 - :mod:`gembatch.report.failed` finds the original requests of failed requests.
 """
@@ -13,8 +14,9 @@ from rich.console import Console
 
 from gembatch.common.locations import Locations
 from gembatch.common.timeutil import now as utcnow
-from gembatch.report.build import JobReport, Report, Spread, build_report, percentile, summarize
+from gembatch.report.build import build_report, summarize
 from gembatch.report.failed import collect_failed, request_history, write_failed
+from gembatch.report.figures import JobReport, Report, Spread, percentile
 from gembatch.report.pricing import PriceTable
 from gembatch.report.render import render_report, report_json
 from gembatch.store.database import Store

@@ -22,27 +22,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
-
 from gembatch.common import states
 from gembatch.common.atomic import atomic_writer
 from gembatch.common.hashing import file_sha256
 from gembatch.common.locations import Locations
 from gembatch.report.resultstats import iter_result_lines, request_key
 from gembatch.store.database import Store
-from gembatch.store.models import Job
+from gembatch.store.reports import JobRef, job_refs, retry_family
 
 RETRYABLE_STATES = frozenset({states.SUCCEEDED, states.FAILED, states.EXPIRED})
-
-
-@dataclass(frozen=True, slots=True)
-class JobRef:
-    id: int
-    input_file: str
-    model: str | None
-    state: str | None
-    result_path: str | None
-    input_sha256: str | None = None
 
 
 @dataclass
@@ -124,16 +112,6 @@ def failed_for_job(job: JobRef, locations: Locations) -> FailedSet:
     return selected
 
 
-def _refs(store: Store, job_ids: list[int] | None) -> list[JobRef]:
-    with store.reading() as session:
-        query = select(
-            Job.id, Job.input_file, Job.model, Job.state, Job.result_path, Job.input_sha256
-        ).order_by(Job.id)
-        if job_ids:
-            query = query.where(Job.id.in_(job_ids))
-        return [JobRef(*row) for row in session.execute(query)]
-
-
 def collect_failed(
     store: Store,
     locations: Locations,
@@ -146,7 +124,7 @@ def collect_failed(
     if include_cancelled:
         wanted.add(states.CANCELLED)
     scan = FailedScan()
-    for job in _refs(store, job_ids):
+    for job in job_refs(store, job_ids):
         if job.state not in wanted:
             if job_ids and not states.is_terminal(job.state):
                 scan.warnings.append(f"#{job.id} {job.input_file}: still {states.short(job.state)}")
@@ -193,7 +171,7 @@ class Attempt:
     detail: str = ""
 
 
-def _outcome(job: Job, key: str, locations: Locations) -> tuple[str, str]:
+def _outcome(job: JobRef, key: str, locations: Locations) -> tuple[str, str]:
     result = locations.resolve_result(job.result_path) if job.result_path else None
     if result is not None and result.exists():
         for line in iter_result_lines(str(result)):
@@ -211,7 +189,7 @@ def _outcome(job: Job, key: str, locations: Locations) -> tuple[str, str]:
     return "no result", states.short(job.state)
 
 
-def _has_key(job: Job, locations: Locations, key: str) -> bool:
+def _has_key(job: JobRef, locations: Locations, key: str) -> bool:
     try:
         return any(k == key for k, _ in iter_input(locations.resolve_input(job.input_file)))
     except (OSError, ValueError):
@@ -221,28 +199,17 @@ def _has_key(job: Job, locations: Locations, key: str) -> bool:
 def request_history(store: Store, locations: Locations, job_id: int, key: str) -> list[Attempt]:
     """Every attempt at request ``key`` of job ``job_id``: from the first job that
     held it, through each retry (``jobs.retry_of_job_id``), oldest first."""
-    with store.reading() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            return []
-        # Up to the original …
-        while job.retry_of_job_id is not None:
-            parent = session.get(Job, job.retry_of_job_id)
-            if parent is None:
-                break
-            job = parent
-        chain = [job]
-        # … then down through the retries that carried this key.
-        frontier = [job.id]
-        while frontier:
-            children = list(
-                session.scalars(
-                    select(Job).where(Job.retry_of_job_id.in_(frontier)).order_by(Job.id)
-                )
-            )
-            children = [c for c in children if _has_key(c, locations, key)]
-            chain.extend(children)
-            frontier = [c.id for c in children]
+    family = retry_family(store, job_id)
+    if not family:
+        return []
+    # The original, then down through the retries that carried this key: a retry
+    # whose parent did not carry it is not on this request's path.
+    chain = family[:1]
+    carried = {family[0].id}
+    for job in family[1:]:
+        if job.retry_of in carried and _has_key(job, locations, key):
+            chain.append(job)
+            carried.add(job.id)
     attempts = []
     for item in chain:
         outcome, detail = _outcome(item, key, locations)

@@ -1,4 +1,4 @@
-"""Formatting a :class:`~gembatch.report.build.Report`: rich tables, JSON, CSV rows.
+"""Formatting a :class:`~gembatch.report.figures.Report`: rich tables, JSON, CSV rows.
 
 Pure: nothing here reads the database, the files or the clock.
 """
@@ -16,10 +16,10 @@ from rich.text import Text
 
 from gembatch.common import states
 from gembatch.common.timeutil import format_duration, format_timestamp
-from gembatch.report.build import Group, JobReport, Report, Spread
+from gembatch.report.figures import Group, JobReport, Report, Spread
 from gembatch.report.pricing import PRICES
 from gembatch.report.resultstats import error_label
-from gembatch.view.render import state_cell, state_look
+from gembatch.view.looks import state_cell, state_look
 from gembatch.view.timeline import Bar, render_timeline
 
 ESTIMATE_NOTE = (

@@ -17,12 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import IntegrityError, OperationalError
-
 from gembatch.common.timeutil import now as utcnow
 from gembatch.store.database import Store
-from gembatch.store.models import JobStats
+from gembatch.store.stats import StatsRow, read_stats, save_stats
 
 # Bump when the figures a parse produces change, so cached stats are recomputed.
 PARSER_VERSION = 1
@@ -245,7 +242,7 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     return info.st_size, info.st_mtime_ns
 
 
-def _cache_valid(row: JobStats, source: ResultSource, identity: tuple[int, int] | None) -> bool:
+def _cache_valid(row: StatsRow, source: ResultSource, identity: tuple[int, int] | None) -> bool:
     if row.parser_version != PARSER_VERSION or row.result_sha256 != source.sha256:
         return False
     if identity is None:
@@ -258,7 +255,7 @@ def _cache_valid(row: JobStats, source: ResultSource, identity: tuple[int, int] 
     return source.sha256 is not None or row.result_mtime_ns == mtime_ns
 
 
-def _from_row(row: JobStats) -> ResultStats:
+def _from_row(row: StatsRow) -> ResultStats:
     return ResultStats(
         succeeded=row.succeeded,
         failed=row.failed,
@@ -270,23 +267,23 @@ def _from_row(row: JobStats) -> ResultStats:
 
 def _to_row(
     job_id: int, stats: ResultStats, source: ResultSource, identity: tuple[int, int] | None
-) -> dict[str, Any]:
-    return {
-        "job_id": job_id,
-        "parser_version": PARSER_VERSION,
-        "result_sha256": source.sha256,
-        "result_size": identity[0] if identity else None,
-        "result_mtime_ns": identity[1] if identity else None,
-        "succeeded": stats.succeeded,
-        "failed": stats.failed,
-        "malformed": stats.malformed,
-        "errors_json": stats.errors_json(),
-        "prompt_tokens": stats.tokens.prompt,
-        "output_tokens": stats.tokens.output,
-        "thinking_tokens": stats.tokens.thinking,
-        "total_tokens": stats.tokens.total,
-        "computed_at": utcnow(),
-    }
+) -> StatsRow:
+    return StatsRow(
+        job_id=job_id,
+        parser_version=PARSER_VERSION,
+        result_sha256=source.sha256,
+        result_size=identity[0] if identity else None,
+        result_mtime_ns=identity[1] if identity else None,
+        succeeded=stats.succeeded,
+        failed=stats.failed,
+        malformed=stats.malformed,
+        errors_json=stats.errors_json(),
+        prompt_tokens=stats.tokens.prompt,
+        output_tokens=stats.tokens.output,
+        thinking_tokens=stats.tokens.thinking,
+        total_tokens=stats.tokens.total,
+        computed_at=utcnow(),
+    )
 
 
 @dataclass
@@ -307,12 +304,8 @@ def load_stats(store: Store, sources: list[ResultSource], *, refresh: bool = Fal
     report: a failed cache write is ignored.
     """
     result = LoadResult()
-    with store.reading() as session:
-        query = select(JobStats)
-        if len(sources) <= _IN_LIMIT:
-            query = query.where(JobStats.job_id.in_([s.job_id for s in sources]))
-        cached = {row.job_id: row for row in session.scalars(query)} if sources else {}
-    fresh: list[dict[str, Any]] = []
+    cached = read_stats(store, [s.job_id for s in sources])
+    fresh: list[StatsRow] = []
     for source in sources:
         identity = _file_identity(source.path)
         row = cached.get(source.job_id)
@@ -331,23 +324,7 @@ def load_stats(store: Store, sources: list[ResultSource], *, refresh: bool = Fal
         result.stats[source.job_id] = stats
         fresh.append(_to_row(source.job_id, stats, source, identity))
     if fresh:
-        _save(store, fresh)
+        # A failed write (read-only file, or the job was deleted meanwhile) is
+        # ignored: the figures are still right.
+        save_stats(store, fresh)
     return result
-
-
-# SQLite allows 32,766 bound parameters; beyond a few thousand ids, read the whole table.
-_IN_LIMIT = 5000
-
-
-def _save(store: Store, rows: list[dict[str, Any]]) -> None:
-    try:
-        with store.transaction() as session:
-            ids = [row["job_id"] for row in rows]
-            for start in range(0, len(ids), _IN_LIMIT):
-                session.execute(
-                    delete(JobStats).where(JobStats.job_id.in_(ids[start : start + _IN_LIMIT]))
-                )
-            session.execute(insert(JobStats), rows)
-    except (OperationalError, IntegrityError):
-        # Read-only file, or the job was deleted meanwhile: the figures are still right.
-        pass

@@ -1,13 +1,21 @@
-"""Reading :class:`Snapshot` copies of the jobs table for the status table and the live view."""
+"""Reading :class:`Snapshot` copies of the jobs table for the status table and the live view.
+
+Also the name the view shows for the database: only the data layer parses
+database URLs.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection
+from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from gembatch.common.snapshot import JobView, Snapshot
+from gembatch.store.database import Store
 from gembatch.store.models import Job
 
 # The columns read, in JobView field order; anything else (batch_json above all)
@@ -53,3 +61,27 @@ def load_jobs(session: Session, ids: Collection[int]) -> list[JobView]:
         rows = session.execute(select(*_COLUMNS).where(Job.id.in_(chunk)).order_by(Job.id))
         found.extend(JobView(*row) for row in rows)
     return found
+
+
+def read_snapshot(store: Store) -> Snapshot:
+    """Every job, read in one read-only transaction (a consistent view)."""
+    with store.reading() as session:
+        return load_snapshot(session)
+
+
+def read_jobs(store: Store, ids: Collection[int]) -> list[JobView]:
+    """Only the given jobs (in id order), in one read-only transaction."""
+    with store.reading() as session:
+        return load_jobs(session, ids)
+
+
+def db_display_name(store: Store) -> str:
+    """A SQLite file as a path (relative when under the current directory);
+    any other database as its URL with the password hidden."""
+    url = make_url(store.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        with contextlib.suppress(ValueError):
+            return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(path)
+    return store.display_url

@@ -1,67 +1,49 @@
 """The live view: owns the terminal while ``gembatch poll`` (or ``watch``) runs.
 
-Frames come from :func:`gembatch.dashboard.render_dashboard`; this module decides
+Frames come from :func:`gembatch.view.dashboard.render_dashboard`; this module decides
 *when* to draw and *what data* to draw from:
 
 - rich ``Live`` on the alternate screen with ``auto_refresh=False``: nothing is
   drawn on a timer, every frame is an explicit redraw, written in one piece over
   the previous one (no clearing, hence no flicker), and the user's scrollback is
   left untouched.
-- Poll workers report from their threads (:class:`LiveReporter`); each report
-  only records what changed and wakes the redraw thread. That thread coalesces
-  bursts (at most one frame per ``min_interval``), re-reads only the jobs that
-  changed (the full table is re-read once per cycle), and draws.
+- Poll workers report from their threads
+  (:class:`~gembatch.view.live_drivers.LiveReporter`); each report only records
+  what changed and wakes the redraw thread. That thread coalesces bursts (at
+  most one frame per ``min_interval``), re-reads only the jobs that changed (the
+  full table is re-read once per cycle), and draws.
 - The countdown tick (once a second, from the poll loop) reuses the last frame
   with a new clock: no database read, no re-ordering of thousands of jobs.
 - A terminal resize is noticed within a fraction of a second and redrawn.
+
+What drives it (the poller's reporter, the ``watch`` loop) and whether a
+terminal gets it at all are in :mod:`gembatch.view.live_drivers`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from types import MappingProxyType, TracebackType
 
 from rich.console import Console
 from rich.live import Live
-from sqlalchemy.engine import make_url
 
 from gembatch.common import states, timeutil
 from gembatch.common.snapshot import Snapshot
 from gembatch.store.database import Store
-from gembatch.store.snapshots import load_jobs, load_snapshot
-from gembatch.store.tracker import WorkItem
-from gembatch.view.dashboard import (
-    Dashboard,
-    DashboardInfo,
-    DownloadProgress,
-    Mode,
-    render_dashboard,
-)
+from gembatch.store.snapshots import db_display_name, read_jobs, read_snapshot
+from gembatch.view.dashboard import Dashboard, render_dashboard
+from gembatch.view.dashboard_summary import DashboardInfo, DownloadProgress, Mode
 
 # Bursts of reports (16 workers finishing at once) become one frame.
 MIN_REDRAW_INTERVAL = 0.1
 # How often the redraw thread looks at the terminal size when nothing else happens.
 _RESIZE_POLL = 0.25
-
-
-def db_display_name(store: Store) -> str:
-    """A SQLite file as a path (relative when under the current directory);
-    any other database as its URL with the password hidden."""
-    url = make_url(store.url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        path = Path(url.database)
-        with contextlib.suppress(ValueError):
-            return str(path.resolve().relative_to(Path.cwd().resolve()))
-        return str(path)
-    return store.display_url
 
 
 @dataclass
@@ -223,13 +205,11 @@ class LiveView:
         """The snapshot to draw: all jobs, or the last one with the changed jobs re-read."""
         previous = self._snapshot
         if full or previous is None:
-            with self._store.reading() as session:
-                snapshot = load_snapshot(session)
+            snapshot = read_snapshot(self._store)
             if self._mode == "watch":
                 self._watch_figures(previous, snapshot)
         elif dirty:
-            with self._store.reading() as session:
-                snapshot = previous.updated(load_jobs(session, dirty))
+            snapshot = previous.updated(read_jobs(self._store, dirty))
         else:
             snapshot = previous
         if snapshot is not previous:
@@ -380,57 +360,3 @@ class LiveView:
             return
         height = max(10, self._console.size.height - 1)
         self._console.print(dataclasses.replace(frame, height=height, _plans={}))
-
-
-class LiveReporter:
-    """The poller's :class:`~gembatch.poller.Reporter` for the live view."""
-
-    def __init__(self, view: LiveView) -> None:
-        self._view = view
-
-    def checking(self, job_id: int, active: bool) -> None:
-        self._view.set_checking(job_id, active)
-
-    def state_changed(self, item: WorkItem, old: str | None, new: str | None) -> None:
-        self._view.job_changed(item.id)
-
-    def downloaded(self, item: WorkItem, path: Path, size: int) -> None:
-        self._view.transfer_done(item.id)
-        self._view.job_changed(item.id)
-
-    def download_progress(self, item: WorkItem, done: int) -> None:
-        self._view.transfer(item.id, done)
-
-    def cleaned(self, item: WorkItem, note: str) -> None:
-        self._view.job_changed(item.id)
-
-    def error(self, item: WorkItem, message: str) -> None:
-        self._view.transfer_done(item.id)
-        self._view.job_changed(item.id)
-
-    def note(self, message: str) -> None:
-        self._view.note(message)
-
-
-def wants_live(out: object) -> bool:
-    """A live view only on a real terminal: pipes, cron and CI get plain lines."""
-    isatty = getattr(out, "isatty", None)
-    if isatty is None:
-        return False
-    try:
-        if not isatty():
-            return False
-    except (ValueError, OSError):  # closed or detached stream
-        return False
-    return os.environ.get("TERM", "") not in ("dumb", "unknown")
-
-
-def run_watch(view: LiveView, *, interval: float) -> None:
-    """``gembatch watch``: re-read the database every ``interval`` seconds until
-    Ctrl+C (KeyboardInterrupt propagates; the view is closed by the caller's ``with``)."""
-    while True:
-        deadline = time.monotonic() + interval
-        while (left := deadline - time.monotonic()) > 0:
-            view.countdown(left)
-            time.sleep(min(1.0, left))
-        view.reload()

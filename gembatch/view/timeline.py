@@ -18,7 +18,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
 from gembatch.common.timeutil import ensure_utc, format_duration
-from gembatch.view.render import clip_left, state_look
+from gembatch.view.looks import state_look
+from gembatch.view.table import clip_left
 
 # Time queued (before poll first saw the job RUNNING) is drawn light, time running solid.
 QUEUED = "░"
