@@ -1,7 +1,7 @@
 """Alembic environment for gembatch.
 
 The tool passes its own connection in ``config.attributes["connection"]``
-(see ``gembatch.store.upgrade``). From a checkout, ``alembic`` builds an engine
+(see ``gembatch.store.database.upgrade``). From a checkout, ``alembic`` builds an engine
 from ``GEMBATCH_DB`` or ``sqlalchemy.url`` in alembic.ini.
 """
 
