@@ -170,6 +170,15 @@ def test_every_folder_is_a_documented_part() -> None:
         assert f"`gembatch/{part}/`" in text, part
 
 
+def test_every_module_is_on_the_map() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if path.name == "__init__.py" and "/" in relative:
+            continue  # a folder's docstring; the folder itself is on the map
+        assert f"`{relative}`" in text, f"docs/architecture.md does not list gembatch/{relative}"
+
+
 @pytest.mark.parametrize(
     ("where", "source", "expected"),
     [

@@ -25,9 +25,8 @@ from sqlalchemy import update
 from gembatch.common import states
 from gembatch.common.locations import sqlite_url
 from gembatch.common.snapshot import JobView, Snapshot
-from gembatch.store.database import Store, open_store
+from gembatch.store.database import Store, db_display_name, open_store
 from gembatch.store.models import Job
-from gembatch.store.snapshots import db_display_name
 from gembatch.view.dashboard import Dashboard, render_dashboard
 from gembatch.view.dashboard_summary import DashboardInfo, DownloadProgress
 from gembatch.view.live import LiveView

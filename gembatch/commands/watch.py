@@ -10,7 +10,8 @@ from rich.console import Console
 from gembatch.commands.support import AppContext, pass_app
 from gembatch.common import timeutil
 from gembatch.engine.session import sigterm_as_interrupt
-from gembatch.store.snapshots import db_display_name, read_snapshot
+from gembatch.store.database import db_display_name
+from gembatch.store.snapshots import read_snapshot
 from gembatch.view.dashboard import render_dashboard
 from gembatch.view.dashboard_summary import DashboardInfo
 from gembatch.view.live import LiveView

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from gembatch.common import states
 from gembatch.report.pricing import PriceTable
@@ -178,7 +178,3 @@ class Report:
     @property
     def succeeded_per_hour(self) -> float | None:
         return self.per_hour(self.succeeded)
-
-
-def timedelta_of(seconds: float | None) -> timedelta | None:
-    return None if seconds is None else timedelta(seconds=seconds)

@@ -253,17 +253,39 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
     except OperationalError as exc:
         engine.dispose()
         raise StoreError(
-            f"{make_url(url).render_as_string(hide_password=True)}: {_short(exc)}"
+            f"{make_url(url).render_as_string(hide_password=True)}: {short_error(exc)}"
         ) from None
     except SQLAlchemyError as exc:
         engine.dispose()
         raise StoreError(
-            f"{make_url(url).render_as_string(hide_password=True)}: {_short(exc)}"
+            f"{make_url(url).render_as_string(hide_password=True)}: {short_error(exc)}"
         ) from None
     return Store(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
+    """The first line of what the driver said (not SQLAlchemy's multi-line wrapper)."""
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def database_errors(store: Store) -> Iterator[None]:
+    """Database failures as a one-line :class:`StoreError` naming the (password-free) URL."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise StoreError(f"{store.display_url}: {short_error(exc)}") from None
+
+
+def db_display_name(store: Store) -> str:
+    """A SQLite file as a path (relative when under the current directory);
+    any other database as its URL with the password hidden."""
+    url = make_url(store.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        with contextlib.suppress(ValueError):
+            return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(path)
+    return store.display_url

@@ -13,8 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from gembatch.store.database import Store
-from gembatch.store.imports import database_errors
+from gembatch.store.database import Store, database_errors
 from gembatch.store.models import Job
 
 # Rows fetched per round trip; the file is written chunk by chunk, never built whole.

@@ -31,12 +31,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import TypeEngine
 
-from gembatch.common.errors import StoreError
 from gembatch.common.timeutil import UTC, now
-from gembatch.store.database import Store
+from gembatch.store.database import Store, database_errors
 from gembatch.store.models import EVENT_IMPORTED, Event, Job
 
 _jobs = Job.__table__
@@ -68,21 +66,6 @@ class SeenLine(NamedTuple):
     batch_name: str
     line: int
     fingerprint: int
-
-
-@contextlib.contextmanager
-def database_errors(store: Store) -> Iterator[None]:
-    """Database failures as a one-line :class:`StoreError` naming the (password-free) URL."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        raise StoreError(f"{store.display_url}: {short_error(exc)}") from None
-
-
-def short_error(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    text_ = str(orig if orig is not None else exc).strip()
-    return text_.splitlines()[0] if text_ else type(exc).__name__
 
 
 @contextlib.contextmanager

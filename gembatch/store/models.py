@@ -113,7 +113,7 @@ class Job(Base):
     input_sha256: Mapped[str | None] = mapped_column(String(64))
     input_size: Mapped[int | None] = mapped_column(BigInteger)
     # pending (intent recorded, create not confirmed yet), submitted, failed
-    # (nothing was created remotely). See gembatch/submit.py for the protocol.
+    # (nothing was created remotely). See gembatch/engine/submit.py for the protocol.
     submit_state: Mapped[str | None] = mapped_column(String(16))
     submitted_at: Mapped[datetime | None]
     # ``gembatch cancel`` asked the API to cancel; poll records the final state.

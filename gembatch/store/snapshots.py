@@ -1,17 +1,10 @@
-"""Reading :class:`Snapshot` copies of the jobs table for the status table and the live view.
-
-Also the name the view shows for the database: only the data layer parses
-database URLs.
-"""
+"""Reading :class:`Snapshot` copies of the jobs table for the status table and the live view."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Collection
-from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from gembatch.common.snapshot import JobView, Snapshot
@@ -73,15 +66,3 @@ def read_jobs(store: Store, ids: Collection[int]) -> list[JobView]:
     """Only the given jobs (in id order), in one read-only transaction."""
     with store.reading() as session:
         return load_jobs(session, ids)
-
-
-def db_display_name(store: Store) -> str:
-    """A SQLite file as a path (relative when under the current directory);
-    any other database as its URL with the password hidden."""
-    url = make_url(store.url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        path = Path(url.database)
-        with contextlib.suppress(ValueError):
-            return str(path.resolve().relative_to(Path.cwd().resolve()))
-        return str(path)
-    return store.display_url

@@ -35,8 +35,8 @@ from rich.live import Live
 
 from gembatch.common import states, timeutil
 from gembatch.common.snapshot import Snapshot
-from gembatch.store.database import Store
-from gembatch.store.snapshots import db_display_name, read_jobs, read_snapshot
+from gembatch.store.database import Store, db_display_name
+from gembatch.store.snapshots import read_jobs, read_snapshot
 from gembatch.view.dashboard import Dashboard, render_dashboard
 from gembatch.view.dashboard_summary import DashboardInfo, DownloadProgress, Mode
 
