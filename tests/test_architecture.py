@@ -8,6 +8,8 @@ Nothing is imported or run: each module is parsed with ``ast`` and every
 from __future__ import annotations
 
 import ast
+import importlib.util
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +161,16 @@ def test_migrations_stay_small_and_use_only_the_data_layer() -> None:
                 assert _within(item.module, "gembatch.store") or _within(
                     item.module, "gembatch.common"
                 ), f"{path.name}:{item.line} imports {item.module}"
+
+
+def test_the_migration_template_imports_modules_that_exist() -> None:
+    # A new revision is rendered from it, and every command runs migrations on
+    # open: a stale import there would break the whole tool, not one test.
+    template = (ROOT / "migrations" / "script.py.mako").read_text(encoding="utf-8")
+    named = re.findall(r"^(?:from|import) (gembatch[\w.]*)", template, flags=re.M)
+    assert named, "the template no longer imports the models; drop this test"
+    for module in named:
+        assert importlib.util.find_spec(module) is not None, module
 
 
 def test_every_folder_is_a_documented_part() -> None:
