@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -167,6 +169,48 @@ def test_concurrent_first_open_creates_schema_once(tmp_path: Path) -> None:
     engine = make_engine(url)
     assert current_revision(engine) == head_revision()
     engine.dispose()
+
+
+def _open_fresh_file(url: str, barrier: Any, failures: Any) -> None:
+    try:
+        engine = make_engine(url)
+        barrier.wait()
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        engine.dispose()
+    except Exception as exc:
+        failures.put(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_file_at_once_never_fail_on_the_wal_switch(
+    tmp_path: Path,
+) -> None:
+    # SQLite runs no busy handler for the switch to WAL: two pollers started
+    # together on a new database used to fail one of them "database is locked"
+    # (about one round in three here, with eight processes).
+    context = multiprocessing.get_context("fork")
+    failures = context.Queue()
+    for round_ in range(12):
+        url = sqlite_url(tmp_path / f"fresh-{round_}.db")
+        barrier = context.Barrier(8)
+        processes = [
+            context.Process(target=_open_fresh_file, args=(url, barrier, failures))
+            for _ in range(8)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=60)
+        assert all(process.exitcode == 0 for process in processes)
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        engine.dispose()
+    found = []
+    while not failures.empty():
+        found.append(failures.get())
+    assert found == []
 
 
 def test_alembic_cli_from_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

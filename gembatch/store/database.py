@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +67,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         # First, so that switching to WAL below waits too.
         cursor.execute("PRAGMA busy_timeout=30000")
         # WAL: readers (status, watch, sql) never block the poller's writes.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cursor)
         # Cascade deletes of events with their job.
         cursor.execute("PRAGMA foreign_keys=ON")
         # With WAL, NORMAL is still crash-safe for the database (a power cut may
@@ -83,6 +85,32 @@ def _install_sqlite_hooks(engine: Engine) -> None:
             # irreversible remote delete relies on must be on disk first.
             conn.exec_driver_sql("PRAGMA synchronous=FULL")
         conn.exec_driver_sql(options.get("sqlite_begin", "BEGIN IMMEDIATE"))
+
+
+# How long a first open waits for another process's switch of the same new file to WAL.
+_WAL_SWITCH_BUDGET_S = 30.0
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """WAL is a property of the file, so only the first open of a new database
+    converts it; SQLite runs no busy handler for that conversion, and a second
+    process opening the same new file at that instant is told "database is
+    locked" at once (two pollers started together on a new database). Check
+    first, and retry the switch while another process holds the file."""
+    deadline = time.monotonic() + _WAL_SWITCH_BUDGET_S
+    delay = 0.005
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            # Anything but an error is final, as before: ":memory:" stays "memory".
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def make_engine(url: str) -> Engine:
