@@ -8,8 +8,8 @@ The new job's ``retry_of_job_id`` points at the original, so a key's history
 is the chain of jobs linked this way.
 
 Which requests failed is the report's finding: the caller collects it
-(:func:`gembatch.report.failed.collect_failed`) and hands it in, so the engine
-never imports the report; :class:`FailedRequests` is all it relies on.
+(:func:`gembatch.report.failed.collect_failed`) and hands it in as a
+:class:`~gembatch.common.failed.FailedScan`, so the engine never imports the report.
 
 Idempotent and crash-safe: the file name is a function of the original job, so
 a rerun finds a retry job that was submitted but not yet linked (killed in
@@ -20,12 +20,11 @@ live retry is not retried again (retry the retry instead).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from gembatch.common.atomic import atomic_writer
+from gembatch.common.failed import FailedScan, FailedSet
 from gembatch.common.locations import Locations
 from gembatch.engine.submit import SubmitReporter, submit_files
 from gembatch.engine.units import SubmitOptions, stored_path
@@ -41,36 +40,6 @@ def retry_input_path(input_path: Path, original_id: int) -> Path:
     (job 12) -> ``batch/003.retry-j12.jsonl``, never ``.retry-j7.retry-j12``."""
     stem = _RETRY_SUFFIX.sub("", input_path.stem)
     return input_path.with_name(f"{stem}.retry-j{original_id}{input_path.suffix or '.jsonl'}")
-
-
-class OriginalJob(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def input_file(self) -> str: ...
-    @property
-    def model(self) -> str | None: ...
-
-
-class FailedRequests(Protocol):
-    """The failed requests of one job, as the input lines to resubmit
-    (a :class:`gembatch.report.failed.FailedSet`)."""
-
-    @property
-    def job(self) -> OriginalJob: ...
-    @property
-    def input_path(self) -> Path: ...
-    @property
-    def lines(self) -> Sequence[bytes]: ...
-
-
-class FailedFound(Protocol):
-    """Every job's failed requests (a :class:`gembatch.report.failed.FailedScan`)."""
-
-    @property
-    def sets(self) -> Sequence[FailedRequests]: ...
-    @property
-    def warnings(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +66,7 @@ def retry_failed(
     store: Store,
     gemini: Gemini,
     locations: Locations,
-    scan: FailedFound,
+    scan: FailedScan,
     *,
     reporter: SubmitReporter | None = None,
 ) -> RetryResult:
@@ -128,7 +97,7 @@ def _retry_one(
     store: Store,
     gemini: Gemini,
     locations: Locations,
-    selected: FailedRequests,
+    selected: FailedSet,
     reporter: SubmitReporter | None,
 ) -> Retried:
     original = selected.job

@@ -19,38 +19,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from gembatch.common import states
 from gembatch.common.atomic import atomic_writer
+from gembatch.common.failed import FailedScan, FailedSet, JobRef
 from gembatch.common.hashing import file_sha256
 from gembatch.common.locations import Locations
 from gembatch.report.resultstats import iter_result_lines, request_key
 from gembatch.store.database import Store
-from gembatch.store.reports import JobRef, job_refs, retry_family
+from gembatch.store.reports import job_refs, retry_family
 
 RETRYABLE_STATES = frozenset({states.SUCCEEDED, states.FAILED, states.EXPIRED})
-
-
-@dataclass
-class FailedSet:
-    """The failed requests of one job, as the input lines to resubmit."""
-
-    job: JobRef
-    input_path: Path
-    lines: list[bytes] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
-
-
-@dataclass
-class FailedScan:
-    sets: list[FailedSet] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def request_count(self) -> int:
-        return sum(len(s.lines) for s in self.sets)
 
 
 def iter_input(path: Path) -> Iterator[tuple[str, bytes]]:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gembatch.common import states
+from gembatch.common.failed import JobRef
 from gembatch.common.timeutil import ensure_utc
 from gembatch.store.database import Store
 from gembatch.store.models import EVENT_STATE_CHANGE, Event, Job
@@ -91,17 +92,6 @@ def report_rows(store: Store, job_ids: Sequence[int] | None = None) -> ReportRow
 
 
 # --- jobs as failed requests and retries see them ----------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class JobRef:
-    id: int
-    input_file: str
-    model: str | None
-    state: str | None
-    result_path: str | None
-    input_sha256: str | None = None
-    retry_of: int | None = None
 
 
 def _ref(job: Job) -> JobRef:
