@@ -39,7 +39,7 @@ class GembatchGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            return self._invoke_or_abandon(ctx)
         except GembatchError as exc:
             if _debug(ctx):
                 raise
@@ -63,6 +63,23 @@ class GembatchGroup(click.Group):
                 raise
             message = f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)"
             raise UserError(message, 1) from None
+
+    def _invoke_or_abandon(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit as exc:
+            if exc.exit_code != 0:
+                _abandon(ctx)
+            raise
+        except BaseException:
+            _abandon(ctx)
+            raise
+
+
+def _abandon(ctx: click.Context) -> None:
+    app = ctx.obj
+    if isinstance(app, AppContext):
+        app.abandon()
 
 
 def _debug(ctx: click.Context) -> bool:

@@ -10,7 +10,7 @@ import click
 
 from gembatch.common.locations import Locations
 from gembatch.remote import config as remote_config
-from gembatch.store.database import Store, open_store
+from gembatch.store.database import Store, discard_if_new, open_store
 
 
 @dataclass
@@ -31,6 +31,13 @@ class AppContext:
         if self._store is not None:
             self._store.dispose()
             self._store = None
+
+    def abandon(self) -> None:
+        """The command failed: close, and take back a database file it created
+        if nothing was stored in it (a mistyped ``--db`` leaves no stray file)."""
+        if self._store is not None:
+            store, self._store = self._store, None
+            discard_if_new(store)
 
 
 if TYPE_CHECKING:

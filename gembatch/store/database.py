@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import filelock
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -28,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from gembatch.common.errors import StoreError
+from gembatch.store import newfile
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -73,6 +73,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         # With WAL, NORMAL is still crash-safe for the database (a power cut may
         # lose the last commits, never corrupt); results are fsync'd separately.
         cursor.execute("PRAGMA synchronous=NORMAL")
+        newfile.refuse_discarded(cursor, str(engine.url.database))
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -154,20 +155,19 @@ def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def _sqlite_file(engine: Engine) -> Path | None:
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        return Path(str(engine.url.database))
+    return None
+
+
 @contextlib.contextmanager
 def _migration_lock(engine: Engine) -> Iterator[None]:
     """Two processes opening a new database at once must not both create tables."""
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        lock_path = f"{engine.url.database}.migrate.lock"
-        try:
-            lock = filelock.FileLock(lock_path, timeout=120)
-            with lock:
-                yield
-        except filelock.Timeout:
-            raise StoreError(f"{lock_path}: another gembatch is migrating the database") from None
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(lock_path)
+    database = _sqlite_file(engine)
+    if database is not None:
+        with newfile.migration_lock(database):
+            yield
         return
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
@@ -192,8 +192,9 @@ def sqlite_foreign_keys(connection: Connection, on: bool) -> None:
         cursor.close()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    with _migration_lock(engine), engine.connect() as connection:
+def upgrade(engine: Engine, revision: str = "head", *, lock: bool = True) -> None:
+    guard = _migration_lock(engine) if lock else contextlib.nullcontext()
+    with guard, engine.connect() as connection:
         if engine.dialect.name == "sqlite":
             # A table rebuild with foreign keys on would silently delete every
             # ON DELETE CASCADE child row; the pragma only works outside a transaction.
@@ -226,6 +227,8 @@ class Store:
     url: str
     engine: Engine
     sessions: sessionmaker[Session]
+    # This very open made the (SQLite) file: a failed command may take it away again.
+    created: bool = False
 
     @property
     def display_url(self) -> str:
@@ -263,7 +266,11 @@ class Store:
 def open_store(url: str, *, migrate: bool = True) -> Store:
     """Open the database at ``url``, creating it and upgrading its schema as needed."""
     engine = make_engine(url)
+    created = False
     try:
+        database = _sqlite_file(engine)
+        if migrate and database is not None and not database.exists():
+            created = newfile.create(database, lambda temp: _build(url, temp))
         if migrate:
             head = head_revision()
             if current_revision(engine) != head:
@@ -288,7 +295,28 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
         raise StoreError(
             f"{make_url(url).render_as_string(hide_password=True)}: {short_error(exc)}"
         ) from None
-    return Store(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    return Store(url=url, engine=engine, sessions=sessions, created=created)
+
+
+def _build(url: str, temp: Path) -> None:
+    """Migrate a new file at ``temp`` (the caller holds the migration lock)."""
+    engine = make_engine(make_url(url).set(database=str(temp)).render_as_string(False))
+    try:
+        upgrade(engine, lock=False)
+    finally:
+        engine.dispose()
+
+
+def discard_if_new(store: Store) -> bool:
+    """After a failed command: remove the SQLite file its open created, if still
+    unused (see :func:`gembatch.store.newfile.discard_if_unused`)."""
+    database = _sqlite_file(store.engine)
+    store.dispose()
+    if not store.created or database is None:
+        return False
+    store.created = False
+    return newfile.discard_if_unused(database)
 
 
 def short_error(exc: BaseException) -> str:
