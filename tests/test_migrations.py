@@ -276,3 +276,69 @@ def test_durable_transactions_sync_fully_and_others_do_not(tmp_path: Path) -> No
     with store.transaction() as session:
         assert session.connection().exec_driver_sql("PRAGMA synchronous").scalar() == 1
     store.dispose()
+
+
+# --- 0004: 64-bit counts ---------------------------------------------------------------
+
+_WIDE = ("request_count", "api_request_count", "api_succeeded_count", "error_count")
+
+
+def _job_at_0003(engine: Any) -> None:
+    upgrade(engine, "0003")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, batch_name, input_file, request_count, error_count, "
+                "added_at) VALUES (1, 'batches/old', 'a.jsonl', 7, 2, '2025-01-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO events (job_id, at, kind) VALUES (1, '2025-01-01', 'imported')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO job_stats (job_id, parser_version, succeeded, failed, malformed, "
+                "prompt_tokens, output_tokens, thinking_tokens, total_tokens, computed_at) "
+                "VALUES (1, 1, 5, 1, 1, 10, 20, 0, 30, '2025-01-01 00:00:00')"
+            )
+        )
+
+
+def _check_0004_round_trip(url: str) -> None:
+    engine = make_engine(url)
+    _job_at_0003(engine)
+    upgrade(engine)
+    types = {c["name"]: str(c["type"]) for c in inspect(engine).get_columns("jobs")}
+    assert all(types[name] == "BIGINT" for name in _WIDE)
+    stats = {c["name"]: str(c["type"]) for c in inspect(engine).get_columns("job_stats")}
+    assert stats["succeeded"] == "BIGINT"
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT request_count, error_count FROM jobs")).one() == (7, 2)
+        assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 1
+        assert conn.execute(text("SELECT succeeded FROM job_stats")).scalar() == 5
+        conn.execute(text("UPDATE jobs SET api_request_count = 3000000000"))
+    with pytest.raises(RuntimeError, match=r"jobs\.api_request_count holds 3000000000"):
+        downgrade(engine, "0003")
+    assert current_revision(engine) == head_revision()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE jobs SET api_request_count = 9"))
+    downgrade(engine, "0003")
+    types = {c["name"]: str(c["type"]) for c in inspect(engine).get_columns("jobs")}
+    assert types["request_count"] == "INTEGER"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT request_count, api_request_count FROM jobs")).one() == (
+            7,
+            9,
+        )
+        assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 1
+    upgrade(engine)
+    engine.dispose()
+
+
+def test_0004_widens_counts_keeps_data_and_downgrades(tmp_path: Path) -> None:
+    _check_0004_round_trip(sqlite_url(tmp_path / "w.db"))
+
+
+@pytest.mark.postgres
+def test_postgres_0004_widens_counts_keeps_data_and_downgrades(pg_schema_url: str) -> None:
+    _check_0004_round_trip(pg_schema_url)

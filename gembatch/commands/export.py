@@ -7,6 +7,7 @@ import os
 import click
 
 from gembatch.commands.support import AppContext, pass_app
+from gembatch.common.errors import GembatchError
 from gembatch.jobinfo.exporter import export_jobinfo
 
 
@@ -43,6 +44,15 @@ def export_cmd(app: AppContext, output: str | None) -> None:
             err=True,
         )
     click.echo(f"exported {report.lines} job{'s' if report.lines != 1 else ''} to {shown}")
+    if report.unreadable:
+        # The file is whole and written; exit 1 so that a script notices the gap.
+        for message in report.unreadable:
+            click.echo(f"{shown}: {message}", err=True)
+        count = len(report.unreadable)
+        raise GembatchError(
+            f"{count} job{'s' if count != 1 else ''} exported without values the database "
+            "holds but gembatch cannot read (see above; `gembatch status` shows them)"
+        )
 
 
 def _shown_job_info(app: AppContext) -> str:

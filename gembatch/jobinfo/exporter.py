@@ -19,9 +19,9 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import filelock
 
@@ -47,6 +47,9 @@ class ExportReport:
     # Bad lines moved from the file to ``rejected_path``.
     rejected: int = 0
     rejected_path: Path | None = None
+    # One message per job whose row held a value gembatch cannot read (someone's
+    # SQL): its line was written without that value.
+    unreadable: list[str] = field(default_factory=list)
 
 
 def lock_path(path: str | os.PathLike[str]) -> Path:
@@ -94,14 +97,14 @@ def export_jobinfo(
     with jobinfo_lock(target, lock_timeout):
         report = ExportReport(path=target, lines=0)
         if not (merge and target.exists()):
-            report.lines = _write(store, target, stored_dir)
+            report.lines = _write(store, target, stored_dir, report)
             return report
         # Keep the file we merge from open: a program that appends without our
         # lock writes into this inode, even after the rename replaces the name.
         with open(target, "rb") as pinned:
             size_before = os.fstat(pinned.fileno()).st_size
             _merge_current(store, target, stored_dir, report, display)
-            report.lines = _write(store, target, stored_dir)
+            report.lines = _write(store, target, stored_dir, report)
             for _ in range(_CATCH_UP_ROUNDS):
                 size_now = os.fstat(pinned.fileno()).st_size
                 if size_now == size_before:
@@ -110,7 +113,7 @@ def export_jobinfo(
                 # again (import is idempotent) and write once more.
                 size_before = size_now
                 _merge_pinned(store, pinned, target, stored_dir, report, display)
-                report.lines = _write(store, target, stored_dir)
+                report.lines = _write(store, target, stored_dir, report)
     return report
 
 
@@ -176,15 +179,28 @@ def _append_atomically(final: Path, extra: IO[bytes]) -> None:
         raise BadInput(f"{final}: cannot write: {exc.strerror or exc}") from None
 
 
-def _write(store: Store, target: Path, stored_dir: Path) -> int:
+_NAME = RECORD_FIELDS.index("batch_name")
+
+
+def _write(store: Store, target: Path, stored_dir: Path, report: ExportReport) -> int:
     # Write through a symlink rather than replacing the link with a file.
     final = Path(os.path.realpath(target))
     mode = _mode_of(final)
     out_dir = target.parent
     in_place = same_dir(stored_dir, out_dir)
     written = 0
+    # A catch-up round writes the file again: report each job once, from the last round.
+    report.unreadable = []
+
+    def unreadable(row: tuple[Any, ...], problems: list[str]) -> None:
+        report.unreadable.append(
+            f"{row[_NAME]}: {'; '.join(problems)}, which gembatch cannot read: "
+            f"exported without {'it' if len(problems) == 1 else 'them'} (fix the row with SQL)"
+        )
+
+    reading = jobs_in_id_order(store, RECORD_FIELDS, on_unreadable=unreadable)
     try:
-        with jobs_in_id_order(store, RECORD_FIELDS) as chunks, atomic_writer(final) as out:
+        with reading as chunks, atomic_writer(final) as out:
             os.fchmod(out.fileno(), mode)  # mkstemp makes 0600; keep what the file had
             for rows in chunks:
                 lines = []

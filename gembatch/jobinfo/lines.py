@@ -15,7 +15,8 @@ absence). After the v0.3 keys come the keys gembatch adds (``result_path``,
 ``result_size``, ``result_sha256``, ``downloaded_at``, ``cleaned_at``), then
 any unknown keys found on import, in their original order. Unknown keys inside
 ``batch`` and ``batch.dest`` are kept too (``extra_json["batch"]``), so nothing
-another tool wrote is dropped.
+another tool wrote is dropped. Each value is checked against what its column
+can hold in :mod:`gembatch.jobinfo.values`.
 """
 
 from __future__ import annotations
@@ -30,20 +31,20 @@ from pathlib import Path
 from typing import Any
 
 from gembatch.common import states
-from gembatch.common.timeutil import UTC, format_timestamp, parse_timestamp
+from gembatch.common.timeutil import format_timestamp
+from gembatch.jobinfo.values import (
+    LineError,
+    check_len,
+    count_value,
+    kind,
+    load_object,
+    string_value,
+    time_value,
+)
 
 BATCH_PREFIX = "batches/"
 
-# Lengths of the VARCHAR columns: PostgreSQL enforces them, so a longer value
-# must be a bad line, not a failed transaction.
-_MAX_LEN = {
-    "batch.name": 255,
-    "uploaded_file_name": 255,
-    "batch.model": 255,
-    "batch.state": 64,
-    "batch.dest.file_name": 255,
-    "result_sha256": 64,
-}
+_WHITESPACE = re.compile(r"\s")
 
 # Keys this module understands. Everything else on a line is kept verbatim.
 _LEGACY_KEYS = ("job_name", "display_name", "created_at")
@@ -55,15 +56,6 @@ _BATCH_KEYS = frozenset(
     ("name", "display_name", "model", "state", "create_time", "update_time", "end_time", "dest")
 )
 _DEST_KEYS = frozenset(("file_name",))
-
-# A JSON "\uD800".."\uDFFF" escape can decode to a lone surrogate, which no
-# database driver can encode; only lines containing one need the slow check.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_WHITESPACE = re.compile(r"\s")
-
-
-class LineError(ValueError):
-    """Why one line cannot be imported (the text after ``FILE:LINE: ``)."""
 
 
 @dataclass(frozen=True)
@@ -107,28 +99,12 @@ _PLAIN: tuple[str, ...] = tuple(name for name in RECORD_FIELDS if name != "extra
 # --- parsing ---------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    # json.loads accepts NaN and Infinity, which are not JSON and no reader expects.
-    raise LineError(f"not JSON: {name} is not a JSON value")
-
-
 def parse_line(text: str) -> JobRecord:
     """Parse one decoded line (without its newline) into a record.
 
     Raises :class:`LineError` with a precise reason.
     """
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        # Some messages already end in "at" ("Unterminated string starting at").
-        where = "column" if exc.msg.endswith(" at") else "at column"
-        raise LineError(f"not JSON: {exc.msg} {where} {exc.colno}") from None
-    except RecursionError:
-        raise LineError("not JSON: nested too deeply") from None
-    if not isinstance(obj, dict):
-        raise LineError(f"expected a JSON object, got {_kind(obj)}")
-    if _SURROGATE_ESCAPE.search(text) and not _encodable(obj):
-        raise LineError("a string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF)")
+    obj = load_object(text)
     return parse_object(obj)
 
 
@@ -136,15 +112,15 @@ def parse_object(obj: Mapping[str, Any]) -> JobRecord:
     """Validate a decoded job-info object of any historical shape."""
     batch = obj.get("batch")
     if batch is not None and not isinstance(batch, dict):
-        raise LineError(f'"batch" must be an object, got {_kind(batch)}')
+        raise LineError(f'"batch" must be an object, got {kind(batch)}')
     batch = batch or {}
     dest = batch.get("dest")
     if dest is not None and not isinstance(dest, dict):
-        raise LineError(f'"batch.dest" must be an object, got {_kind(dest)}')
+        raise LineError(f'"batch.dest" must be an object, got {kind(dest)}')
     dest = dest or {}
 
     name = _batch_name(obj, batch)
-    input_file = _string(obj, "input_file", "input_file")
+    input_file = string_value(obj, "input_file", "input_file")
     if input_file is None:
         raise LineError('missing "input_file"')
     if not input_file:
@@ -152,41 +128,41 @@ def parse_object(obj: Mapping[str, Any]) -> JobRecord:
 
     # v0.1 keys are read as fallbacks for their v0.2 places, so a line that
     # carries both (a hand-merged file) still takes the structured value.
-    display_name = _string(batch, "display_name", "batch.display_name")
-    legacy_display = _string(obj, "display_name", "display_name")
-    create_time = _time(batch, "create_time", "batch.create_time")
-    legacy_created = _time(obj, "created_at", "created_at")
-    state = _string(batch, "state", "batch.state")
+    display_name = string_value(batch, "display_name", "batch.display_name")
+    legacy_display = string_value(obj, "display_name", "display_name")
+    create_time = time_value(batch, "create_time", "batch.create_time")
+    legacy_created = time_value(obj, "created_at", "created_at")
+    state = string_value(batch, "state", "batch.state")
     if state is not None:
         if not state.strip():
             raise LineError('"batch.state" is empty')
         state = states.normalize(state)
-        _check_len("batch.state", state)
+        check_len("batch.state", state)
 
     return JobRecord(
         batch_name=name,
         input_file=input_file,
-        request_count=_count(obj, "count", "count"),
-        uploaded_file_name=_string(obj, "uploaded_file_name", "uploaded_file_name"),
+        request_count=count_value(obj, "count", "count"),
+        uploaded_file_name=string_value(obj, "uploaded_file_name", "uploaded_file_name"),
         display_name=display_name if display_name is not None else legacy_display,
-        model=_string(batch, "model", "batch.model"),
+        model=string_value(batch, "model", "batch.model"),
         state=state,
         create_time=create_time if create_time is not None else legacy_created,
-        update_time=_time(batch, "update_time", "batch.update_time"),
-        end_time=_time(batch, "end_time", "batch.end_time"),
-        dest_file_name=_string(dest, "file_name", "batch.dest.file_name"),
-        result_path=_string(obj, "result_path", "result_path"),
-        result_size=_count(obj, "result_size", "result_size"),
-        result_sha256=_string(obj, "result_sha256", "result_sha256"),
-        downloaded_at=_time(obj, "downloaded_at", "downloaded_at"),
-        cleaned_at=_time(obj, "cleaned_at", "cleaned_at"),
+        update_time=time_value(batch, "update_time", "batch.update_time"),
+        end_time=time_value(batch, "end_time", "batch.end_time"),
+        dest_file_name=string_value(dest, "file_name", "batch.dest.file_name"),
+        result_path=string_value(obj, "result_path", "result_path"),
+        result_size=count_value(obj, "result_size", "result_size"),
+        result_sha256=string_value(obj, "result_sha256", "result_sha256"),
+        downloaded_at=time_value(obj, "downloaded_at", "downloaded_at"),
+        cleaned_at=time_value(obj, "cleaned_at", "cleaned_at"),
         extra_json=_extras(obj, batch, dest),
     )
 
 
 def _batch_name(obj: Mapping[str, Any], batch: Mapping[str, Any]) -> str:
-    name = _string(batch, "name", "batch.name")
-    legacy = _string(obj, "job_name", "job_name")
+    name = string_value(batch, "name", "batch.name")
+    legacy = string_value(obj, "job_name", "job_name")
     if name is not None and legacy is not None and name != legacy:
         raise LineError(f'"job_name" {legacy!r} and "batch.name" {name!r} disagree')
     chosen = name if name is not None else legacy
@@ -197,63 +173,8 @@ def _batch_name(obj: Mapping[str, Any], batch: Mapping[str, Any]) -> str:
         raise LineError(f'"{label}" must look like "batches/<id>", got {chosen!r}')
     if _WHITESPACE.search(chosen):
         raise LineError(f'"{label}" contains whitespace: {chosen!r}')
-    _check_len("batch.name", chosen, label)
+    check_len("batch.name", chosen, label)
     return chosen
-
-
-def _string(obj: Mapping[str, Any], key: str, label: str) -> str | None:
-    """A string value; ``null`` or absence both mean unknown."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise LineError(f'"{label}" must be a string, got {_kind(value)}')
-    if "\x00" in value:
-        raise LineError(f'"{label}" contains a NUL character')
-    if label in _MAX_LEN:
-        _check_len(label, value)
-    return value
-
-
-def _count(obj: Mapping[str, Any], key: str, label: str) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    # bool is an int subclass in Python, but `true` is not a count.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise LineError(f'"{label}" must be an integer, got {_kind(value)}')
-    if value < 0:
-        raise LineError(f'"{label}" must not be negative, got {value}')
-    if value > 2**63 - 1:
-        raise LineError(f'"{label}" is too large: {value}')
-    return value
-
-
-def _time(obj: Mapping[str, Any], key: str, label: str) -> datetime | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise LineError(f'"{label}" must be an ISO 8601 timestamp string, got {_kind(value)}')
-    try:
-        # Fast path for what gembatch itself writes (an explicit offset); anything
-        # else (no zone, "Z" before 3.11, nanoseconds) goes through parse_timestamp.
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is not None:
-            return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        pass
-    try:
-        return parse_timestamp(value)
-    except (ValueError, OverflowError, OSError):
-        # OverflowError: year 1 with a positive offset falls before datetime.min in UTC.
-        raise LineError(f'"{label}" is not a valid ISO 8601 timestamp: {value!r}') from None
-
-
-def _check_len(label: str, value: str, shown: str | None = None) -> None:
-    limit = _MAX_LEN.get(label)
-    if limit is not None and len(value) > limit:
-        raise LineError(f'"{shown or label}" is longer than {limit} characters')
 
 
 def _extras(
@@ -268,37 +189,6 @@ def _extras(
         # "batch" is a known top-level key, so it never collides with an unknown one.
         extra["batch"] = batch_extra
     return extra or None
-
-
-def _encodable(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, dict):
-        return all(_encodable(k) and _encodable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_encodable(item) for item in value)
-    return True
-
-
-def _kind(value: Any) -> str:
-    """The JSON name of a value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 # --- writing ---------------------------------------------------------------------------

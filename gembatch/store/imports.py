@@ -227,9 +227,14 @@ class ImportTransaction:
             # Into an empty table (first import) nothing can exist but what this
             # import added, and seen_before already filtered those out.
             return {}
-        query = select(
-            _jobs.c.id, _jobs.c.last_polled_at, *(_jobs.c[f] for f in self.columns)
-        ).where(_jobs.c.batch_name.in_(list(names)))
+        # FOR UPDATE: a poller on another host may be confirming one of these jobs
+        # right now; the merge must decide on what it committed, not on what it is
+        # about to overwrite (SQLite needs none: BEGIN IMMEDIATE already serialises).
+        query = (
+            select(_jobs.c.id, _jobs.c.last_polled_at, *(_jobs.c[f] for f in self.columns))
+            .where(_jobs.c.batch_name.in_(list(names)))
+            .with_for_update()
+        )
         result = self.conn.execute(query)
         keys = list(result.keys())
         return {row.batch_name: dict(zip(keys, row, strict=True)) for row in result}

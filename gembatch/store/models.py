@@ -6,13 +6,15 @@ prints them and the README documents them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -20,14 +22,78 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    type_coerce,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    InstrumentedAttribute,
+    Mapped,
+    mapped_column,
+    relationship,
+)
+from sqlalchemy.types import NullType
 
 from gembatch.common.timeutil import UTC, ensure_utc
 
+_T = TypeVar("_T")
+# What a column's own reader raises on text it cannot read (SQLite stores any
+# text in any column, so ad-hoc SQL can leave "garbage" in a timestamp).
+_UNREADABLE = (ValueError, TypeError, OverflowError)
+Processor = Callable[[Any], Any]
 
-class UTCDateTime(TypeDecorator[datetime]):
+
+class _Lenient(TypeDecorator[_T]):
+    """A column type whose reading never raises: a value it cannot read comes back
+    as ``None``, so one broken row never stops a read of many (the poller's claim,
+    the merge of an import). Readers that show rows say which value was broken
+    through :class:`CheckedColumns`."""
+
+    cache_ok = True
+
+    def strict_processor(self, dialect: Dialect, coltype: Any) -> Processor | None:
+        """The reader that raises on a value it cannot read."""
+        return super().result_processor(dialect, coltype)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Processor | None:
+        strict = self.strict_processor(dialect, coltype)
+        if strict is None:
+            return None
+
+        def process(value: Any) -> Any:
+            try:
+                return strict(value)
+            except _UNREADABLE:
+                return None
+
+        return process
+
+
+class Count(_Lenient[int]):
+    """A count or size: 64-bit everywhere (a batch may hold more than 2**31 of
+    something), and never text or a fraction that a hand-written UPDATE left."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("not an integer")
+        return value
+
+
+class JSONValue(_Lenient[Any]):
+    """JSON on every backend; text that does not parse reads as unknown."""
+
+    impl = JSON
+    cache_ok = True
+    # As the plain JSON type: an ORM None is SQL NULL (what `IS NULL` finds), not 'null'.
+    should_evaluate_none = True
+
+
+class UTCDateTime(_Lenient[datetime]):
     """An aware UTC datetime on every backend.
 
     SQLite has no time zones: values are stored as naive UTC text
@@ -54,10 +120,63 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class CheckedColumns:
+    """Columns read so that a value its type cannot read is named, not hidden.
+
+    :meth:`select` gives the expressions to select (the lenient columns raw, as the
+    driver returns them); :meth:`row` reads one row of them with each column's
+    strict reader: the values (``None`` where unreadable) and what was unreadable.
+    """
+
+    def __init__(self, columns: Sequence[InstrumentedAttribute[Any]], dialect: Dialect) -> None:
+        self.names = [column.key for column in columns]
+        self._expressions: list[ColumnElement[Any]] = []
+        self._readers: list[tuple[int, Processor]] = []
+        for index, column in enumerate(columns):
+            kind = column.type
+            strict = (
+                kind.dialect_impl(dialect).strict_processor(dialect, None)
+                if isinstance(kind, _Lenient)
+                else None
+            )
+            if strict is None:
+                self._expressions.append(column)
+                continue
+            self._expressions.append(type_coerce(column, NullType()).label(column.key))
+            self._readers.append((index, strict))
+
+    def select(self) -> list[ColumnElement[Any]]:
+        return list(self._expressions)
+
+    def row(self, raw: Sequence[Any]) -> tuple[list[Any], list[str]]:
+        values = list(raw)
+        problems: list[str] = []
+        for index, strict in self._readers:
+            value = values[index]
+            if value is None:
+                continue
+            try:
+                values[index] = strict(value)
+            except _UNREADABLE:
+                values[index] = None
+                problems.append(f"{self.names[index]} holds {_shown(value)}")
+        return values, problems
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def unreadable_text(problems: Sequence[str]) -> str:
+    """How a row's unreadable values read on screen and in messages."""
+    return f"unreadable in the database: {'; '.join(problems)} (fix the row with SQL)"
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {  # noqa: RUF012
         datetime: UTCDateTime(),
-        dict[str, Any]: JSON(),
+        dict[str, Any]: JSONValue(),
     }
 
 
@@ -70,7 +189,7 @@ class Job(Base):
     batch_name: Mapped[str | None] = mapped_column(String(255), unique=True)
     # As written in job-info.jsonl: relative to the directory that holds it.
     input_file: Mapped[str] = mapped_column(Text)
-    request_count: Mapped[int | None] = mapped_column(Integer)
+    request_count: Mapped[int | None] = mapped_column(Count)
     uploaded_file_name: Mapped[str | None] = mapped_column(String(255))
     display_name: Mapped[str | None] = mapped_column(Text)
     model: Mapped[str | None] = mapped_column(String(255))
@@ -83,21 +202,21 @@ class Job(Base):
     dest_file_name: Mapped[str | None] = mapped_column(String(255))
     dest_inline: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Request counts the API reported (batchStats); the SDK drops them, poll keeps them.
-    api_request_count: Mapped[int | None] = mapped_column(Integer)
-    api_succeeded_count: Mapped[int | None] = mapped_column(Integer)
-    api_failed_count: Mapped[int | None] = mapped_column(Integer)
-    api_pending_count: Mapped[int | None] = mapped_column(Integer)
+    api_request_count: Mapped[int | None] = mapped_column(Count)
+    api_succeeded_count: Mapped[int | None] = mapped_column(Count)
+    api_failed_count: Mapped[int | None] = mapped_column(Count)
+    api_pending_count: Mapped[int | None] = mapped_column(Count)
     # The operation-level error of a failed/cancelled/expired batch, as the API said it.
     remote_error: Mapped[str | None] = mapped_column(Text)
     # Local results, once durably on disk.
     result_path: Mapped[str | None] = mapped_column(Text)
-    result_size: Mapped[int | None] = mapped_column(BigInteger)
+    result_size: Mapped[int | None] = mapped_column(Count)
     result_sha256: Mapped[str | None] = mapped_column(String(64))
     downloaded_at: Mapped[datetime | None]
     # Remote batch and files deleted (or found already gone).
     cleaned_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
-    error_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error_count: Mapped[int] = mapped_column(Count, default=0, server_default="0")
     last_polled_at: Mapped[datetime | None]
     # The last batch object seen from the API (or imported), as JSON.
     batch_json: Mapped[dict[str, Any] | None]
@@ -111,7 +230,7 @@ class Job(Base):
     # Content hash and size of the input as uploaded: resubmitting the same
     # file (same path, same hash) is skipped.
     input_sha256: Mapped[str | None] = mapped_column(String(64))
-    input_size: Mapped[int | None] = mapped_column(BigInteger)
+    input_size: Mapped[int | None] = mapped_column(Count)
     # pending (intent recorded, create not confirmed yet), submitted, failed
     # (nothing was created remotely). See gembatch/engine/submit.py for the protocol.
     submit_state: Mapped[str | None] = mapped_column(String(16))
@@ -174,17 +293,17 @@ class JobStats(Base):
     # What the figures were computed from: the job's recorded hash, the file's size
     # and modification time (the only identity a result without a hash has).
     result_sha256: Mapped[str | None] = mapped_column(String(64))
-    result_size: Mapped[int | None] = mapped_column(BigInteger)
+    result_size: Mapped[int | None] = mapped_column(Count)
     result_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
-    succeeded: Mapped[int] = mapped_column(Integer)
-    failed: Mapped[int] = mapped_column(Integer)
-    malformed: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[int] = mapped_column(Count)
+    failed: Mapped[int] = mapped_column(Count)
+    malformed: Mapped[int] = mapped_column(Count)
     # [[gRPC code, message, count], ...], most frequent first.
-    errors_json: Mapped[list[Any] | None] = mapped_column(JSON)
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_tokens: Mapped[int] = mapped_column(BigInteger)
-    thinking_tokens: Mapped[int] = mapped_column(BigInteger)
-    total_tokens: Mapped[int] = mapped_column(BigInteger)
+    errors_json: Mapped[list[Any] | None] = mapped_column(JSONValue)
+    prompt_tokens: Mapped[int] = mapped_column(Count)
+    output_tokens: Mapped[int] = mapped_column(Count)
+    thinking_tokens: Mapped[int] = mapped_column(Count)
+    total_tokens: Mapped[int] = mapped_column(Count)
     computed_at: Mapped[datetime]
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.store.database import Store
-from gembatch.store.models import Job
+from gembatch.store.models import CheckedColumns, Job, unreadable_text
 
 # The columns read, in JobView field order; anything else (batch_json above all)
 # stays in the database so that 10,000 jobs load in milliseconds.
@@ -35,10 +37,30 @@ _COLUMNS = (
 )
 
 
+def _checked(session: Session) -> CheckedColumns:
+    return CheckedColumns(_COLUMNS, session.get_bind().dialect)
+
+
+def _views(checked: CheckedColumns, rows: Iterable[Sequence[Any]]) -> Iterator[JobView]:
+    """Rows as views; a value the database holds but gembatch cannot read (a
+    user's SQL wrote "garbage" into a timestamp) shows as that job's error
+    instead of failing the whole read."""
+    for raw in rows:
+        values, problems = checked.row(raw)
+        view = JobView(*values)
+        if problems:
+            note = unreadable_text(problems)
+            if view.last_error:
+                note = f"{note}; {view.last_error}"
+            view = replace(view, last_error=note, error_count=view.error_count or 0)
+        yield view
+
+
 def load_snapshot(session: Session) -> Snapshot:
     """Read every job in one query (call inside ``Store.reading()`` for a consistent view)."""
-    rows = session.execute(select(*_COLUMNS).order_by(Job.id))
-    return Snapshot.from_jobs(JobView(*row) for row in rows)
+    checked = _checked(session)
+    rows = session.execute(select(*checked.select()).order_by(Job.id))
+    return Snapshot.from_jobs(_views(checked, rows))
 
 
 # SQLite allows at most 999 bound parameters in old builds.
@@ -48,11 +70,12 @@ _IN_CHUNK = 500
 def load_jobs(session: Session, ids: Collection[int]) -> list[JobView]:
     """Read only the given jobs (in id order): the live view's cheap refresh."""
     wanted = sorted(set(ids))
+    checked = _checked(session)
     found: list[JobView] = []
     for start in range(0, len(wanted), _IN_CHUNK):
         chunk = wanted[start : start + _IN_CHUNK]
-        rows = session.execute(select(*_COLUMNS).where(Job.id.in_(chunk)).order_by(Job.id))
-        found.extend(JobView(*row) for row in rows)
+        query = select(*checked.select()).where(Job.id.in_(chunk)).order_by(Job.id)
+        found.extend(_views(checked, session.execute(query)))
     return found
 
 
