@@ -193,18 +193,17 @@ def test_error_is_recorded_on_its_job_only(store: Store) -> None:
 
 def test_lease_of_a_killed_poller_on_this_host_is_reclaimed_at_once(store: Store) -> None:
     import signal
-    import socket
     import subprocess
     import sys
 
     ids = [add(store, f"batches/k{i:02d}", states.RUNNING) for i in range(3)]
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    holder = f"{socket.gethostname()}:{child.pid}:abcd"
+    holder = leases.make_owner(child.pid)
     assert len(leases.claim(store, ids, holder, timedelta(minutes=5))) == 3
     assert leases.claim(store, ids, "other-host:1:x", timedelta(minutes=5)) == []
     child.send_signal(signal.SIGKILL)
     child.wait()
-    again = leases.claim(store, ids, f"{socket.gethostname()}:1:me", timedelta(minutes=5))
+    again = leases.claim(store, ids, leases.make_owner(), timedelta(minutes=5))
     assert [item.id for item in again] == ids
 
 

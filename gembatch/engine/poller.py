@@ -8,18 +8,18 @@ remote batch and its input file. Every step is its own transaction, so a kill
 at any instant leaves a database that a rerun simply continues from.
 
 This module is the cycle and the run loop (and the heartbeat that keeps a
-cycle's leases); the per-job steps are :mod:`gembatch.engine.steps`.
+cycle's leases); the per-job steps are :mod:`gembatch.engine.steps`. A job
+whose lease the heartbeat finds lost (another poller took it over) is worked
+on no further: its steps write only under the lease (``owner``), and a
+refused write (``LeaseLost``) ends that job's turn without an error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -33,7 +33,7 @@ from gembatch.remote.client import Gemini
 from gembatch.remote.errors import Interrupted, RemoteError
 from gembatch.store import leases
 from gembatch.store.database import Store
-from gembatch.store.tracker import WorkItem
+from gembatch.store.tracker import LeaseLost, WorkItem
 
 
 @dataclass
@@ -52,7 +52,8 @@ class PollOptions:
 
 
 def make_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A fresh holder id (random, plus what lets a dead holder be recognised)."""
+    return leases.make_owner()
 
 
 class Poller:
@@ -76,9 +77,15 @@ class Poller:
         self.stop = gemini.stop
         self._merge = merge_job_info
         self._export = export_job_info
+        # Jobs of this cycle whose lease passed to another poller; reset each cycle.
+        self.lost: set[int] = set()
+        self._lost_lock = threading.Lock()
         self.steps = JobSteps(
             store, gemini, locations, self.reporter, keep_remote=self.options.keep_remote
         )
+        # The steps write under this poller's leases and can see which were lost.
+        self.steps.owner = self.owner
+        self.steps.lost = self.lost
 
     # ------------------------------------------------------------------ cycle
 
@@ -86,6 +93,8 @@ class Poller:
         result = CycleResult()
         if self._merge is not None:
             result.imported = self._merge()
+        with self._lost_lock:
+            self.lost.clear()
         given_up = set(self.given_up())
         ids = [
             job_id
@@ -125,7 +134,7 @@ class Poller:
             max_workers=max(1, self.options.concurrency), thread_name_prefix="gembatch-poll"
         ) as pool:
             futures: list[Future[None]] = [
-                pool.submit(self.steps.advance, item, listed.get(item.batch_name), result)
+                pool.submit(self.advance, item, listed.get(item.batch_name), result)
                 for item in items
             ]
             try:
@@ -145,6 +154,30 @@ class Poller:
                     raise exc
         if self.stop.is_set():
             raise KeyboardInterrupt
+
+    def advance(self, item: WorkItem, listed: RemoteBatch | None, result: CycleResult) -> None:
+        """One job's steps, unless its lease is gone: then another poller has it."""
+        if self.is_lost(item.id):
+            return
+        try:
+            self.steps.advance(item, listed, result)
+        except LeaseLost:
+            self._lose({item.id})
+
+    def is_lost(self, job_id: int) -> bool:
+        with self._lost_lock:
+            return job_id in self.lost
+
+    def renew_leases(self, ids: list[int]) -> set[int]:
+        """Extend the leases on ``ids``; those no longer held are marked lost."""
+        held = leases.renew(self.store, ids, self.owner, self.options.lease_ttl)
+        self._lose(set(ids) - held)
+        return held
+
+    def _lose(self, ids: set[int]) -> None:
+        if ids:
+            with self._lost_lock:
+                self.lost.update(ids)
 
     def _list_states(self, names: set[str]) -> dict[str, RemoteBatch]:
         """Read listing pages until every wanted batch was seen or the page budget is spent.
@@ -224,9 +257,11 @@ class _Heartbeat:
         period = max(1.0, poller.options.lease_ttl.total_seconds() / 3)
 
         def beat() -> None:
-            while not self._stopped.wait(period):
+            live = list(ids)
+            while live and not self._stopped.wait(period):
                 with contextlib.suppress(Exception):  # a missed beat is retried next period
-                    leases.renew(poller.store, ids, poller.owner, poller.options.lease_ttl)
+                    # A lease not renewed is lost for good: stop renewing it.
+                    live = sorted(poller.renew_leases(live))
 
         self._thread = threading.Thread(target=beat, name="gembatch-lease", daemon=True)
         self._thread.start()

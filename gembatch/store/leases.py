@@ -2,25 +2,33 @@
 
 A poller claims the jobs that need work, renews its claim while it works
 (however long a cycle takes) and releases it afterwards. Every claim is a
-conditional UPDATE, so of two pollers racing for a job exactly one wins. A
-holder on this host whose process is gone loses its leases at once; other
-hosts' leases simply expire.
+conditional UPDATE, so of two pollers racing for a job exactly one wins.
+
+Lease times come from the database's clock (:func:`tracker.db_now`), never a
+host's own: a host whose clock runs fast must not take a live poller's jobs.
+A holder is a random id plus its heartbeat (the renewed expiry); hostname and
+pid alone name no one, since containers on different machines share both. So
+a lease is cleared at once only when its holder ran in this very process
+space (same boot, same pid namespace) and that process is gone; every other
+lease simply expires.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import socket
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from gembatch.common.timeutil import now as utcnow
 from gembatch.store.database import Store
 from gembatch.store.models import Job
-from gembatch.store.tracker import WorkItem, work_filter, work_item
+from gembatch.store.tracker import WorkItem, db_now, work_filter, work_item
 
 _CHUNK = 500
 
@@ -47,8 +55,8 @@ def claim(
     """
     won: list[WorkItem] = []
     for chunk in _chunks(list(ids)):
-        now = utcnow()
         with store.transaction() as session:
+            now = db_now(session)
             _reclaim_from_dead_holders(session, chunk, owner, now)
             session.execute(
                 update(Job)
@@ -76,9 +84,9 @@ def claim(
 def _reclaim_from_dead_holders(
     session: Session, chunk: Sequence[int], owner: str, now: datetime
 ) -> None:
-    """A poller on this host that was killed (SIGKILL, power cut) cannot release its
-    leases; waiting for them to expire would stall the rerun, so a lease whose
-    holder process is gone is cleared at once. Other hosts' leases just expire."""
+    """A poller here that was killed (SIGKILL) cannot release its leases; waiting
+    for them to expire would stall the rerun, so a lease whose holder process is
+    provably gone is cleared at once. Anyone else's leases just expire."""
     holders = session.scalars(
         select(Job.lease_owner)
         .where(Job.id.in_(chunk), Job.lease_owner.is_not(None), Job.lease_owner != owner)
@@ -95,10 +103,47 @@ def _reclaim_from_dead_holders(
         )
 
 
+def make_owner(pid: int | None = None) -> str:
+    """``host:pid:space:random``: the random part names the holder, the rest only
+    lets :func:`holder_is_dead` ask the kernel. ``pid`` is for tests."""
+    return f"{_host()}:{pid or os.getpid()}:{_process_space()}:{uuid.uuid4().hex[:12]}"
+
+
+def _host() -> str:
+    # The owner column holds 128 characters; the host part is informative only.
+    return socket.gethostname()[:64]
+
+
+@functools.cache
+def _process_space() -> str:
+    """Which pids ``os.kill`` can see: this boot of this kernel, this pid namespace.
+
+    Containers on one machine share the boot id but not the namespace; machines
+    differ in boot id. "-" where /proc cannot say (then no lease is cleared early).
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            boot = handle.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "-"
+    return hashlib.sha256(f"{boot} {namespace}".encode()).hexdigest()[:12]
+
+
 def holder_is_dead(holder: str) -> bool:
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    """True only when the holder ran in this process space and its process is gone.
+
+    A holder written by another machine or container, by an older gembatch
+    (``host:pid:random``), or where /proc is absent is never judged dead: its
+    lease expires by the database's clock once its heartbeat stops.
+    """
+    parts = holder.split(":")
+    if len(parts) != 4:
+        return False
+    host, pid_text, space, _ = parts
+    if host != _host() or space == "-" or space != _process_space():
+        return False
+    if not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
@@ -121,18 +166,25 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def renew(store: Store, ids: Sequence[int], owner: str, ttl: timedelta) -> int:
-    """Extend this poller's leases on ``ids``; returns how many it still held."""
-    held = 0
+def renew(store: Store, ids: Sequence[int], owner: str, ttl: timedelta) -> set[int]:
+    """Extend this poller's live leases on ``ids``; returns the ids it still holds.
+
+    An expired lease is not revived: the writes of the tracker already refuse
+    it, and the caller must stop working on every id missing from the answer.
+    """
+    held: set[int] = set()
     for chunk in _chunks(list(ids)):
         with store.transaction() as session:
-            result = session.execute(
+            now = db_now(session)
+            mine = (Job.id.in_(chunk), Job.lease_owner == owner, Job.lease_expires_at >= now)
+            session.execute(
                 update(Job)
-                .where(Job.id.in_(chunk), Job.lease_owner == owner)
-                .values(lease_expires_at=utcnow() + ttl)
+                .where(*mine)
+                .values(lease_expires_at=now + ttl)
                 .execution_options(synchronize_session=False)
             )
-            held += result.rowcount or 0
+            # Rows just renewed stay locked by this transaction: the read is exact.
+            held.update(session.scalars(select(Job.id).where(*mine)))
     return held
 
 

@@ -2,7 +2,9 @@
 
 The poll engine decides *what* to do; this module is the only place that
 writes job progress, so the rules (never move backwards, error counting) live
-in one spot. Who may write a job at all is :mod:`gembatch.store.leases`.
+in one spot. Who may write a job at all is :mod:`gembatch.store.leases`; a
+writer that holds a lease passes ``owner``, and the write happens only while
+that lease is still its own by the database's clock (invariant 8).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, not_, or_, select
+from sqlalchemy import and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from gembatch.common import states
 from gembatch.common.batch import RemoteBatch
+from gembatch.common.timeutil import UTC
 from gembatch.common.timeutil import now as utcnow
 from gembatch.store.database import Store
 from gembatch.store.models import (
@@ -29,6 +32,53 @@ from gembatch.store.models import (
 
 # Inline results can be megabytes; the stored batch object keeps only their count.
 _INLINE_KEY = "inlinedResponses"
+
+
+class LeaseLost(Exception):
+    """The job's lease is no longer this writer's: another poller works on it now."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id}: its lease passed to another gembatch poller")
+        self.job_id = job_id
+
+
+def db_now(session: Session) -> datetime:
+    """The database's clock, so that hosts whose clocks disagree agree on leases.
+
+    On SQLite every process opens one file on one host, so the local UTC clock
+    is the database's clock. Elsewhere the server is asked (PostgreSQL:
+    ``statement_timestamp()``, the start of this statement rather than of the
+    transaction); a naive answer is taken as UTC.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return utcnow()
+    clock = func.statement_timestamp() if dialect == "postgresql" else func.current_timestamp()
+    stamp: datetime = session.execute(select(clock)).scalar_one()
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def _job(session: Session, job_id: int, owner: str | None) -> Job:
+    """The job to write; with ``owner``, only while that lease holds (else LeaseLost).
+
+    The row is locked (``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already
+    serialises writers) so that no claim can take the lease between this
+    check and the commit.
+    """
+    if owner is None:
+        return session.get_one(Job, job_id)
+    job = session.scalars(
+        select(Job)
+        .where(
+            Job.id == job_id,
+            Job.lease_owner == owner,
+            Job.lease_expires_at >= db_now(session),
+        )
+        .with_for_update()
+    ).one_or_none()
+    if job is None:
+        raise LeaseLost(job_id)
+    return job
 
 
 @dataclass(frozen=True)
@@ -166,10 +216,12 @@ class StateChange:
         return self.old != self.new
 
 
-def apply_remote(store: Store, job_id: int, remote: RemoteBatch) -> StateChange:
+def apply_remote(
+    store: Store, job_id: int, remote: RemoteBatch, *, owner: str | None = None
+) -> StateChange:
     """Record what the API said about a job. A terminal state is never left again."""
     with store.transaction() as session:
-        job = session.get_one(Job, job_id)
+        job = _job(session, job_id, owner)
         old = job.state
         new = remote.state
         conflict = None
@@ -215,11 +267,18 @@ def apply_remote(store: Store, job_id: int, remote: RemoteBatch) -> StateChange:
 
 
 def record_download(
-    store: Store, job_id: int, *, path: str | None, size: int | None, sha256: str | None, note: str
+    store: Store,
+    job_id: int,
+    *,
+    path: str | None,
+    size: int | None,
+    sha256: str | None,
+    note: str,
+    owner: str | None = None,
 ) -> WorkItem:
     """Results are on disk (renamed into place and fsync'd) — or there are none to keep."""
     with store.transaction(durable=True) as session:
-        job = session.get_one(Job, job_id)
+        job = _job(session, job_id, owner)
         job.result_path = path
         job.result_size = size
         job.result_sha256 = sha256
@@ -231,43 +290,43 @@ def record_download(
         return work_item(job)
 
 
-def forget_download(store: Store, job_id: int, reason: str) -> None:
+def forget_download(store: Store, job_id: int, reason: str, *, owner: str | None = None) -> None:
     """The recorded result file is gone or altered: download it again before any delete."""
     with store.transaction() as session:
-        job = session.get_one(Job, job_id)
+        job = _job(session, job_id, owner)
         job.downloaded_at = None
         _event(session, job, EVENT_ERROR, reason)
 
 
-def record_cleanup(store: Store, job_id: int, note: str) -> None:
+def record_cleanup(store: Store, job_id: int, note: str, *, owner: str | None = None) -> None:
     with store.transaction() as session:
-        job = session.get_one(Job, job_id)
+        job = _job(session, job_id, owner)
         job.cleaned_at = utcnow()
         job.last_error = None
         job.error_count = 0
         _event(session, job, EVENT_CLEANED_UP, note)
 
 
-def record_error(store: Store, job_id: int, message: str) -> int:
+def record_error(store: Store, job_id: int, message: str, *, owner: str | None = None) -> int:
     """Store a failure on its job (and only there); returns the consecutive error count."""
     with store.transaction() as session:
-        job = session.get_one(Job, job_id)
+        job = _job(session, job_id, owner)
         job.last_error = message[:2000]
         job.error_count = (job.error_count or 0) + 1
         _event(session, job, EVENT_ERROR, message[:2000])
         return job.error_count
 
 
-def record_polled(store: Store, job_id: int, when: datetime | None = None) -> None:
+def record_polled(
+    store: Store, job_id: int, when: datetime | None = None, *, owner: str | None = None
+) -> None:
     with store.transaction() as session:
-        job = session.get_one(Job, job_id)
+        job = _job(session, job_id, owner)
         job.last_polled_at = when or utcnow()
 
 
 def state_counts(store: Store) -> dict[str | None, int]:
     """How many tracked jobs are in each state (``None`` = not known yet)."""
-    from sqlalchemy import func
-
     with store.reading() as session:
         rows = session.execute(select(Job.state, func.count()).group_by(Job.state))
         return {state: count for state, count in rows}
