@@ -66,6 +66,7 @@ def make_poller(
     """A poller that merges job-info.jsonl before each cycle and exports it after changes."""
 
     reported: set[tuple[int, str]] = set()
+    unreadable_reported: set[str] = set()
 
     def merge() -> int:
         if not locations.job_info.exists():
@@ -87,6 +88,11 @@ def make_poller(
                 f"{report.rejected} bad line(s) moved from {locations.job_info.name} "
                 f"to {report.rejected_path} so the file stays readable"
             )
+        # A corrupt value stays until someone fixes the row: once per run is enough.
+        for message in report.unreadable:
+            if message not in unreadable_reported:
+                unreadable_reported.add(message)
+                reporter.note(message)
 
     return Poller(
         store,
