@@ -3,8 +3,12 @@
 Two jobs can share an input file (a resubmission, ``submit --force``, a retry of
 the same name): the first to land takes ``results/<input name>``; any other
 gets ``results/<stem>.<batch id>.jsonl``. The claim on a name is the file
-system's own: a new name is taken with ``os.link``, which fails if the name
-exists, so neither two workers nor two pollers can overwrite each other.
+system's own (:func:`gembatch.common.atomic.place_new`: a hard link, or where
+there are none a rename that refuses to replace), so neither two workers nor
+two pollers can overwrite each other.
+
+Temp files a killed run left are removed before each download and, over every
+folder, by :func:`remove_orphan_temps` at the start of a poll run.
 """
 
 from __future__ import annotations
@@ -12,20 +16,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gembatch.common import states
-from gembatch.common.atomic import fsync_dir, temp_path_for
+from gembatch.common.atomic import fsync_dir, place_new, remove_orphan_temps, temp_path_for
 from gembatch.common.batch import Download
 from gembatch.common.hashing import file_sha256
 from gembatch.common.locations import Locations
 from gembatch.remote.client import Gemini
 from gembatch.store.tracker import WorkItem
-
-# A temporary file untouched this long belongs to a process that is gone.
-STALE_TEMP_S = 3600.0
 
 
 def candidates(locations: Locations, input_file: str, batch_name: str) -> tuple[Path, Path]:
@@ -35,14 +35,22 @@ def candidates(locations: Locations, input_file: str, batch_name: str) -> tuple[
     return target, target.with_name(f"{target.stem}.{suffix}{target.suffix}")
 
 
-def _remove_stale_temps(target: Path) -> None:
-    # Left by a process killed mid-download. A fresh one may be another
-    # worker's download in progress, so only old ones go.
-    cutoff = time.time() - STALE_TEMP_S
-    for stale in target.parent.glob(f".{target.stem}*.tmp"):
-        with contextlib.suppress(OSError):
-            if stale.stat().st_mtime < cutoff:
-                stale.unlink()
+def _remove_stale_temps(target: Path, fallback: Path) -> None:
+    # Left by a process killed mid-download (or mid-claim): its owner is gone.
+    remove_orphan_temps([target.parent], final_names={target.name, fallback.name})
+
+
+def result_folders(locations: Locations, jobs: Iterable[tuple[str, str | None]]) -> list[Path]:
+    """Every folder a temp of these ``(input_file, result_path)`` jobs can be in
+    (results, and inputs that submit and retry write), and the job-info folder:
+    what the start-up sweep goes over."""
+    folders = {locations.job_info.parent}
+    for input_file, result_path in jobs:
+        folders.add(locations.resolve_input(input_file).parent)
+        folders.add(locations.results_path(input_file).parent)
+        if result_path:
+            folders.add(locations.resolve_result(result_path).parent)
+    return sorted(folders)
 
 
 def _make_dir(directory: Path) -> None:
@@ -59,23 +67,39 @@ def place(temp: Path, download: Download, target: Path, fallback: Path, own: Pat
     ``own`` is the path this job already recorded (a re-download): replaced in
     place. Otherwise ``target`` is taken only if nobody has it — or if it already
     holds exactly these bytes (a run killed after the rename, before recording).
+    An empty file there is never taken for a non-empty result: it may be the
+    claim of a run killed mid-way (see ``place_new``), cleared by the sweep.
     """
     if own is not None:
         os.replace(temp, own)
         fsync_dir(own.parent)
         return own
-    try:
-        os.link(temp, target)
-    except FileExistsError:
-        if download.size == target.stat().st_size and file_sha256(target) == download.sha256:
-            temp.unlink()
+    for attempt in range(2):
+        try:
+            place_new(temp, target)
             return target
-        os.replace(temp, fallback)
-        fsync_dir(fallback.parent)
-        return fallback
-    temp.unlink()
-    fsync_dir(target.parent)
-    return target
+        except FileExistsError:
+            if _holds(target, download):
+                temp.unlink()
+                return target
+            if attempt or download.size == 0 or not _empty(target):
+                break
+            # Possibly a claim abandoned since the sweep before this download.
+            _remove_stale_temps(target, fallback)
+    os.replace(temp, fallback)
+    fsync_dir(fallback.parent)
+    return fallback
+
+
+def _holds(path: Path, download: Download) -> bool:
+    return download.size == path.stat().st_size and file_sha256(path) == download.sha256
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
 
 
 def download_result(
@@ -88,7 +112,7 @@ def download_result(
 ) -> Download:
     """Stream a remote result file to disk: temp file, fsync, then :func:`place`."""
     _make_dir(target.parent)
-    _remove_stale_temps(target)
+    _remove_stale_temps(target, fallback)
     temp = temp_path_for(target)
     try:
         download = gemini.download_file(file_name, temp, progress=progress)
@@ -105,7 +129,7 @@ def download_result(
 def write_lines(lines: Iterable[bytes], target: Path, fallback: Path, own: Path | None) -> Download:
     """Write generated JSONL (inline results) the same way, hashing as it goes."""
     _make_dir(target.parent)
-    _remove_stale_temps(target)
+    _remove_stale_temps(target, fallback)
     digest = hashlib.sha256()
     size = 0
     temp = temp_path_for(target)

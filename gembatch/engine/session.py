@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from types import FrameType
 
 from gembatch.common import states
+from gembatch.common.atomic import remove_orphan_temps
 from gembatch.common.locations import Locations
+from gembatch.engine.downloads import result_folders
 from gembatch.engine.poller import Poller, PollOptions, RunSummary
 from gembatch.engine.progress import Reporter
 from gembatch.engine.steps import CycleResult
@@ -130,5 +132,11 @@ def poll_run(
     """Poll until done (or once), telling ``reporter`` what happens; SIGTERM stops
     it like Ctrl+C (``KeyboardInterrupt``), with nothing lost."""
     poller = make_poller(store, gemini, locations, options, reporter)
+    # Invariant 9: partial downloads and exports of killed runs go, even in
+    # folders no job will download into again.
+    folders = result_folders(locations, tracker.result_places(store))
+    removed = remove_orphan_temps(folders)
+    if removed:
+        reporter.note(f"removed {removed} temporary file(s) left by an earlier, killed run")
     with sigterm_as_interrupt():
         return poller.run(interval=interval, once=once, on_cycle=on_cycle, on_tick=on_tick)

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import filelock
 
-from gembatch.common.atomic import atomic_writer
+from gembatch.common.atomic import atomic_writer, temp_path_for
 from gembatch.common.errors import BadInput, GembatchError
 from gembatch.jobinfo.importer import import_jobinfo
 from gembatch.jobinfo.lines import RECORD_FIELDS, JobRecord, rebase_record, same_dir, to_line
@@ -131,10 +131,10 @@ def _merge_pinned(
 ) -> None:
     """Merge the (possibly replaced) file behind ``pinned`` through a private copy."""
     pinned.seek(0)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".catchup", dir=_dir_of(target))
-    copy = Path(name)
+    # A temp named for its owner: if this process is killed here, the next poll's sweep removes it.
+    copy = temp_path_for(target)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(copy, "wb") as out:
             shutil.copyfileobj(pinned, out)
         shown = display or os.fspath(target)
         _merge_current(store, target, stored_dir, report, shown, source=copy)

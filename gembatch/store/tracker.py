@@ -330,3 +330,11 @@ def state_counts(store: Store) -> dict[str | None, int]:
     with store.reading() as session:
         rows = session.execute(select(Job.state, func.count()).group_by(Job.state))
         return {state: count for state, count in rows}
+
+
+def result_places(store: Store) -> list[tuple[str, str | None]]:
+    """Each distinct ``(input_file, result_path)``: where the start-up sweep looks
+    for temporary files a killed run left."""
+    with store.reading() as session:
+        query = select(Job.input_file, Job.result_path).distinct()
+        return [(input_file, result_path) for input_file, result_path in session.execute(query)]
