@@ -194,7 +194,10 @@ def test_cleanup_404_is_recorded_and_does_not_block(
     assert result.exit_code == 0, result.output
     assert all(row.cleaned_at is not None for row in jobs(workdir))
     notes = " | ".join(e.message or "" for e in events(workdir, "cleaned_up"))
-    assert "already gone" in notes and "not deleted" in notes
+    assert "already gone" in notes and "not deleted" not in notes
+    # The refused delete was an error on its job, retried by the next cycle.
+    assert any("400" in (e.message or "") for e in events(workdir, "error"))
+    assert emulator.batch_names() == []
 
 
 def test_transient_faults_with_latency_still_complete_every_job(

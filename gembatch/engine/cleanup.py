@@ -9,7 +9,12 @@ With ``include_untracked`` the remote listings (batches and files, paged with
 an explicit page size) are compared with the database, and what it does not
 know is offered too: finished batches that hold no results, uploads nobody
 uses. An unknown SUCCEEDED batch or result file holds results gembatch never
-saved, so it needs ``--force``.
+saved, so it needs ``--force``; so does a known result file gembatch did not
+download and record.
+
+An uploaded input several jobs share (twins of one upload) goes only with the
+last of them that needs it: while a twin is unfinished or its results are not
+safe yet, the input stays (:func:`input_needed_by`, used by the poller too).
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from gembatch.engine.downloads import results_safe
 from gembatch.remote.client import Gemini
 from gembatch.remote.errors import NotFound, RemoteError
 from gembatch.store import tracker
-from gembatch.store.cleanups import CleanupJob, cleanup_jobs
+from gembatch.store.cleanups import CleanupJob, cleanup_jobs, input_users
 from gembatch.store.database import Store
 from gembatch.store.submits import FAILED, PENDING
+from gembatch.store.tracker import WorkItem
 
 LIST_PAGE_SIZE = 100
 BATCH = "batch"
@@ -57,9 +63,36 @@ class CleanupResult:
     cleaned_jobs: int = 0
 
 
+def result_file_unsaved(item: WorkItem) -> bool:
+    """The API named a result file for this job and gembatch recorded none on disk:
+    whatever the job's state, that output was never saved (a failed download
+    is not an absence)."""
+    return bool(item.dest_file_name) and not item.dest_inline and not item.result_path
+
+
+def results_saved(item: WorkItem, locations: Locations, *, verified: bool = False) -> bool:
+    """:func:`gembatch.engine.downloads.results_safe`, and no named result file left unsaved."""
+    if result_file_unsaved(item):
+        return False
+    return results_safe(item, locations, verified=verified)
+
+
+def input_needed_by(store: Store, locations: Locations, file_name: str, job_id: int) -> int | None:
+    """Another job (a twin of one upload) that still needs this input: not finished,
+    or its results not safe yet. ``None`` when ``job_id`` may delete it.
+
+    "Finished and safe" rather than "cleaned up": two twins cleaned at once
+    then both see the other as done, so one of them deletes the input, never neither.
+    """
+    for twin in input_users(store, file_name, excluding=(job_id,)):
+        if not results_saved(twin, locations):
+            return twin.id
+    return None
+
+
 def _safe(job: CleanupJob, locations: Locations) -> bool:
-    """The poller's own rule (:func:`gembatch.engine.downloads.results_safe`), on a row."""
-    return results_safe(job.work, locations)
+    """The poller's own rule (:func:`results_saved`), on a row."""
+    return results_saved(job.work, locations)
 
 
 def _job_resources(job: CleanupJob) -> list[tuple[str, str, str]]:
@@ -89,7 +122,11 @@ def plan_cleanup(
             continue
         if job.batch_name is None:
             # A failed submit's upload holds nothing; an in-flight one is not ours to touch.
-            if job.submit_state == FAILED and job.uploaded_file_name:
+            if (
+                job.submit_state == FAILED
+                and job.uploaded_file_name
+                and input_needed_by(store, locations, job.uploaded_file_name, job.id) is None
+            ):
                 plan.delete.append(
                     Resource(
                         FILE,
@@ -117,7 +154,15 @@ def plan_cleanup(
                 plan.keep.extend(Resource(k, n, w, job.id, reason) for k, n, w in resources)
                 continue
             what_suffix = " (results NOT downloaded; --force)"
-        plan.delete.extend(Resource(k, n, w + what_suffix, job.id) for k, n, w in resources)
+        twin = None
+        if job.uploaded_file_name:
+            twin = input_needed_by(store, locations, job.uploaded_file_name, job.id)
+        for kind, name, what in resources:
+            if twin is not None and name == job.uploaded_file_name:
+                reason = f"job {twin} still uses it: deleted with the last job that does"
+                plan.keep.append(Resource(kind, name, what, job.id, reason))
+            else:
+                plan.delete.append(Resource(kind, name, what + what_suffix, job.id))
         plan.jobs[job.id] = "cleanup" + (" --force" if what_suffix else "")
     if include_untracked:
         if gemini is None:
@@ -165,17 +210,25 @@ def _plan_untracked(
             continue
         owner = known.get(name)
         if owner is not None:
-            # Result files outlive the poller's clean-up (it deletes batch and input only).
-            if (
-                owner.cleaned_at is not None
-                and name == owner.dest_file_name
-                and _safe(owner, locations)
-            ):
-                plan.delete.append(
-                    Resource(FILE, name, f"result file of {owner.input_file} (saved)")
-                )
+            if owner.cleaned_at is not None and name == owner.dest_file_name:
+                _plan_cleaned_result_file(plan, owner, name, locations, force)
             continue
         _plan_untracked_file(plan, raw, name, live_inputs, submit_in_flight, force)
+
+
+def _plan_cleaned_result_file(
+    plan: CleanupPlan, owner: CleanupJob, name: str, locations: Locations, force: bool
+) -> None:
+    """Result files outlive the poller's clean-up (it deletes batch and input only).
+    "Saved" only when gembatch downloaded and recorded the file and it is intact."""
+    what = f"result file of {owner.input_file}"
+    if owner.result_path and _safe(owner, locations):
+        plan.delete.append(Resource(FILE, name, f"{what} (saved)"))
+    elif force:
+        plan.delete.append(Resource(FILE, name, f"{what} (results NOT downloaded; --force)"))
+    else:
+        reason = "results gembatch never saved (--force deletes it)"
+        plan.keep.append(Resource(FILE, name, what, reason=reason))
 
 
 def _plan_untracked_file(

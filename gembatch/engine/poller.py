@@ -81,7 +81,12 @@ class Poller:
         self.lost: set[int] = set()
         self._lost_lock = threading.Lock()
         self.steps = JobSteps(
-            store, gemini, locations, self.reporter, keep_remote=self.options.keep_remote
+            store,
+            gemini,
+            locations,
+            self.reporter,
+            keep_remote=self.options.keep_remote,
+            max_errors=self.options.max_errors,
         )
         # The steps write under this poller's leases and can see which were lost.
         self.steps.owner = self.owner

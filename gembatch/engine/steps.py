@@ -5,17 +5,24 @@ threads (:class:`gembatch.engine.poller.Poller` runs the cycle): record what
 the API says, download finished results atomically, check that they are
 intact on disk, and only then delete the remote batch and its input file.
 Every step is its own transaction, and an error stays on its job.
+
+Nothing a step learnt outlives its :meth:`JobSteps.advance` call: a result
+file checked in one cycle is checked again, as it is now, before any delete
+of a later one.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gembatch.common import states
 from gembatch.common.batch import RemoteBatch
 from gembatch.common.locations import Locations
-from gembatch.engine.downloads import candidates, download_result, intact, results_safe, write_lines
+from gembatch.engine.cleanup import input_needed_by, result_file_unsaved, results_saved
+from gembatch.engine.downloads import candidates, download_result, intact, write_lines
 from gembatch.engine.progress import Reporter
 from gembatch.remote.client import Gemini
 from gembatch.remote.errors import Interrupted, NotFound, RemoteError
@@ -55,17 +62,22 @@ class JobSteps:
         reporter: Reporter,
         *,
         keep_remote: bool,
+        max_errors: int | None = None,
     ) -> None:
         self.store = store
         self.gemini = gemini
         self.locations = locations
         self.reporter = reporter
         self.keep_remote = keep_remote
+        # The poller leaves a job that failed this many times in a row (for the run).
+        self.max_errors = max_errors
         self.stop = gemini.stop
-        # Failures per job in this run: the loop leaves a job that keeps failing.
+        # Failures in a row per job in this run; an advance without error clears them.
         self.run_errors: dict[int, int] = {}
-        self._remotes: dict[int, RemoteBatch] = {}
-        self._just_downloaded: set[int] = set()
+        # Set by the poller: every write is conditional on still holding its lease,
+        # and a job whose lease the heartbeat found lost is left alone between steps.
+        self.owner: str | None = None
+        self.lost: set[int] = set()
         self._lock = threading.Lock()
 
     def advance(self, item: WorkItem, listed: RemoteBatch | None, result: CycleResult) -> None:
@@ -73,37 +85,59 @@ class JobSteps:
             return
         self.reporter.checking(item.id, True)
         try:
-            item = self._step_state(item, listed, result)
-            if item.needs_download():
-                item = self._step_download(item, result)
-            if item.needs_cleanup(self.keep_remote) and self._safe_to_delete(item):
+            item, remote = self._step_state(item, listed, result)
+            written = False
+            if item.needs_download() and item.id not in self.lost:
+                item, written = self._step_download(item, remote, result)
+            if (
+                item.needs_cleanup(self.keep_remote)
+                and item.id not in self.lost
+                and self._safe_to_delete(item, written)
+            ):
                 self._step_cleanup(item, result)
         except Interrupted:
             return
+        except tracker.LeaseLost:
+            # Another poller has the job now: no error of ours to record.
+            raise
         except (RemoteError, OSError) as exc:
             self._fail(item, str(exc), result)
         except Exception as exc:
             self._fail(item, f"{type(exc).__name__}: {exc}", result)
+        else:
+            with self._lock:
+                self.run_errors.pop(item.id, None)
         finally:
             self.reporter.checking(item.id, False)
 
     def _fail(self, item: WorkItem, message: str, result: CycleResult) -> None:
         with self._lock:
             result.errors += 1
-            self.run_errors[item.id] = self.run_errors.get(item.id, 0) + 1
+            count = self.run_errors[item.id] = self.run_errors.get(item.id, 0) + 1
         try:
-            tracker.record_error(self.store, item.id, message)
+            tracker.record_error(self.store, item.id, message, owner=self.owner)
+        except tracker.LeaseLost:
+            raise
         except Exception as exc:
             message = f"{message} (and recording it failed: {exc})"
         self.reporter.error(item, message)
+        if self.max_errors is not None and count == self.max_errors:
+            self.reporter.note(
+                f"{item.input_file}: {count} errors in a row; left for the next run "
+                f"(last: {message})"
+            )
 
     def _step_state(
         self, item: WorkItem, listed: RemoteBatch | None, result: CycleResult
-    ) -> WorkItem:
+    ) -> tuple[WorkItem, RemoteBatch | None]:
+        """Record what the API says; returns the answer for the download step."""
         if not item.needs_state():
-            return item
-        remote = listed if listed is not None else self.gemini.get_batch(item.batch_name)
-        change = tracker.apply_remote(self.store, item.id, remote)
+            return item, None
+        remote = listed
+        if remote is None or _names_no_results(remote):
+            # A listing may leave a finished batch's output out: ask for the batch itself.
+            remote = self.gemini.get_batch(item.batch_name)
+        change = tracker.apply_remote(self.store, item.id, remote, owner=self.owner)
         fresh = change.item
         if change.changed:
             with self._lock:
@@ -111,20 +145,18 @@ class JobSteps:
                 if states.is_terminal(change.new):
                     result.newly_terminal += 1
             self.reporter.state_changed(fresh, change.old, change.new)
-        if remote.inlined_responses is not None:
-            with self._lock:
-                self._remotes[item.id] = remote  # spares the download step a second get
-        return fresh
+        return fresh, remote
 
-    def _step_download(self, item: WorkItem, result: CycleResult) -> WorkItem:
+    def _step_download(
+        self, item: WorkItem, remote: RemoteBatch | None, result: CycleResult
+    ) -> tuple[WorkItem, bool]:
+        """Fetch the results; the flag says a file was written by this very call."""
         target, fallback = candidates(self.locations, item.input_file, item.batch_name)
         own = self.locations.resolve_result(item.result_path) if item.result_path else None
-        with self._lock:
-            remote = self._remotes.pop(item.id, None)
         if item.dest_inline:
-            if remote is None or remote.inlined_responses is None:
-                remote = self.gemini.get_batch(item.batch_name)
-            responses = remote.inlined_responses or []
+            responses = self._inline_responses(item, remote)
+            if responses is None:
+                return self._no_output(item, "the API's answer holds no inline output"), False
             download = write_lines(inline_results_jsonl(responses), target, fallback, own)
             note = f"{len(responses)} inline results written to {download.path}"
         elif item.dest_file_name:
@@ -132,25 +164,17 @@ class JobSteps:
             def progress(done: int) -> None:
                 self.reporter.download_progress(item, done)
 
-            try:
-                download = download_result(
-                    self.gemini, item.dest_file_name, target, fallback, own, progress
-                )
-            except NotFound:
-                if item.state == states.SUCCEEDED:
-                    raise
-                return tracker.record_download(
-                    self.store, item.id, path=None, size=None, sha256=None, note="no partial output"
-                )
+            # Any failure, a 404 or 403 included, is an error on the job: only an
+            # answer that names no output means there is nothing to keep.
+            download = download_result(
+                self.gemini, item.dest_file_name, target, fallback, own, progress
+            )
             note = f"{download.size} bytes to {download.path}"
         elif item.state == states.SUCCEEDED:
             # Results exist somewhere; deleting now would lose them. Ask again next cycle.
             raise RemoteError(f"{item.batch_name}: succeeded, but the API names no results yet")
         else:
-            # Failed, cancelled or expired without output: nothing to keep.
-            return tracker.record_download(
-                self.store, item.id, path=None, size=None, sha256=None, note="no output"
-            )
+            return self._no_output(item, "no output"), False
         fresh = tracker.record_download(
             self.store,
             item.id,
@@ -158,58 +182,109 @@ class JobSteps:
             size=download.size,
             sha256=download.sha256,
             note=note,
+            owner=self.owner,
         )
         with self._lock:
             result.downloads += 1
-            self._just_downloaded.add(item.id)
         self.reporter.downloaded(item, download.path, download.size)
-        return fresh
+        return fresh, True
 
-    def _safe_to_delete(self, item: WorkItem) -> bool:
+    def _inline_responses(
+        self, item: WorkItem, remote: RemoteBatch | None
+    ) -> list[dict[str, Any]] | None:
+        """The inline results of the batch's own answer; ``None``: a finished, not
+        succeeded batch whose answer names no output (nothing to keep)."""
+        if remote is None or remote.inlined_responses is None:
+            remote = self.gemini.get_batch(item.batch_name)
+        responses = remote.inlined_responses
+        if item.state != states.SUCCEEDED:
+            return responses or None
+        if not responses:
+            # A succeeded batch answers every request; an answer without them was
+            # read short (a listing, a trimmed reply). Written, it would look complete.
+            shown = "no" if responses is None else "empty"
+            raise RemoteError(
+                f"{item.batch_name}: succeeded, but the API's answer carried {shown} "
+                "inline results; reading it again next cycle"
+            )
+        return responses
+
+    def _no_output(self, item: WorkItem, note: str) -> WorkItem:
+        return tracker.record_download(
+            self.store, item.id, path=None, size=None, sha256=None, note=note, owner=self.owner
+        )
+
+    def _safe_to_delete(self, item: WorkItem, written: bool) -> bool:
         """Invariant 2: delete only what is finished by the API's own word and whose
-        results are recorded and intact on disk; otherwise download again first."""
-        with self._lock:
-            verified = item.id in self._just_downloaded
-        if results_safe(item, self.locations, verified=verified):
+        results are recorded and intact on disk, checked now; otherwise download
+        again first. Only a file this very call wrote is spared the re-hash."""
+        if result_file_unsaved(item):
+            if item.downloaded:
+                tracker.forget_download(
+                    self.store,
+                    item.id,
+                    f"result file {item.dest_file_name} was never saved; downloading it",
+                    owner=self.owner,
+                )
+            return False
+        path = self.locations.resolve_result(item.result_path) if item.result_path else None
+        verified = written and path is not None and intact(path, item.result_size, None)
+        if results_saved(item, self.locations, verified=verified):
             return True
         if (
             item.terminal
-            and item.result_path
+            and path is not None
             and not item.needs_download()
-            and not intact(
-                self.locations.resolve_result(item.result_path),
-                item.result_size,
-                item.result_sha256,
-            )
+            and not intact(path, item.result_size, item.result_sha256)
         ):
             tracker.forget_download(
                 self.store,
                 item.id,
                 f"recorded results {item.result_path} are missing or changed; downloading again",
+                owner=self.owner,
             )
         return False
 
     def _step_cleanup(self, item: WorkItem, result: CycleResult) -> None:
-        notes: list[str] = []
-        for what, name, delete in (
-            ("batch", item.batch_name, self.gemini.delete_batch),
-            ("input file", item.uploaded_file_name, self.gemini.delete_file),
-        ):
-            if not name:
-                continue
-            try:
-                delete(name)
-                notes.append(f"deleted {what} {name}")
-            except NotFound:
-                notes.append(f"{what} {name} already gone")
-            except RemoteError as exc:
-                if exc.code in (400, 403):
-                    # e.g. an over-long generated name the API refuses: recorded, not blocking.
-                    notes.append(f"{what} {name} not deleted: {exc}")
-                else:
-                    raise
-        note = "; ".join(notes) or "nothing remote to delete"
-        tracker.record_cleanup(self.store, item.id, note)
+        """Delete the batch, then its input unless a twin still needs it. A refused
+        delete is an error and the job stays pending; its retry takes a batch
+        already deleted (404) as done, so it converges."""
+        notes = [self._delete("batch", item.batch_name, self.gemini.delete_batch, [])]
+        if item.uploaded_file_name:
+            twin = input_needed_by(self.store, self.locations, item.uploaded_file_name, item.id)
+            if twin is not None:
+                notes.append(f"input file {item.uploaded_file_name} kept: job {twin} uses it")
+            else:
+                notes.append(
+                    self._delete(
+                        "input file", item.uploaded_file_name, self.gemini.delete_file, notes
+                    )
+                )
+        note = "; ".join(notes)
+        tracker.record_cleanup(self.store, item.id, note, owner=self.owner)
         with self._lock:
             result.cleanups += 1
         self.reporter.cleaned(item, note)
+
+    @staticmethod
+    def _delete(what: str, name: str, delete: Callable[[str], None], done: list[str]) -> str:
+        try:
+            delete(name)
+        except NotFound:
+            return f"{what} {name} already gone"
+        except RemoteError as exc:
+            if not done:
+                raise
+            # Say what did go, so the error on the job tells the whole story.
+            raise RemoteError(
+                f"{'; '.join(done)}; {what} not deleted: {exc}", code=exc.code
+            ) from exc
+        return f"deleted {what} {name}"
+
+
+def _names_no_results(remote: RemoteBatch) -> bool:
+    return (
+        remote.state == states.SUCCEEDED
+        and remote.dest_file_name is None
+        and remote.inlined_responses is None
+    )

@@ -88,10 +88,11 @@ class Gemini:
         if isinstance(exc, genai_errors.APIError):
             message = exc.message or str(exc)
             text = self._scrub(f"{what}: {exc.code} {exc.status or ''}: {message}".strip())
-            # The live service is reported to answer 403 PERMISSION_DENIED, not 404,
-            # for a file that does not exist ("…or it may not exist").
-            missing = exc.code == 404 or (exc.code == 403 and what.startswith("files."))
-            kind = NotFound if missing else RemoteError
+            # Only a 404 says "it does not exist". The live service is reported to
+            # answer 403 for a missing file too, but a 403 also means "not yours" or
+            # "not allowed": taken as absence, results never downloaded would count
+            # as nothing to keep, and a refused delete as done.
+            kind = NotFound if exc.code == 404 else RemoteError
             error = kind(text, code=exc.code, status=exc.status)
             error.retry_after = retry_after(exc)  # type: ignore[attr-defined]
             return error

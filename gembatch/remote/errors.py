@@ -20,7 +20,7 @@ class RemoteError(Exception):
 
 
 class NotFound(RemoteError):
-    """The remote object does not exist (404), or the API will not say (403 on files)."""
+    """The remote object does not exist (404)."""
 
 
 class Interrupted(Exception):

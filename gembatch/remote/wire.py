@@ -48,6 +48,21 @@ def _error_text(error: Any) -> str | None:
     return f"{message} (code {code})" if code is not None else str(message)
 
 
+def _inlined(output: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """``None`` when the answer carries no inline payload (a listing may leave it
+    out), ``[]`` only when it carries one that is empty: proto3 JSON omits an empty
+    repeated field, so ``{"inlinedResponses": {}}`` is present and empty. Callers
+    must never take the first for the second, or results are written empty."""
+    if "inlinedResponses" not in output:
+        return None
+    inlined = output["inlinedResponses"]
+    if isinstance(inlined, dict):
+        if "inlinedResponses" not in inlined:
+            return []
+        inlined = inlined["inlinedResponses"]
+    return inlined if isinstance(inlined, list) else None
+
+
 def parse_operation(raw: dict[str, Any]) -> RemoteBatch:
     """Read a wire ``Operation`` (what ``batches.get``/``list`` answer) leniently.
 
@@ -57,9 +72,7 @@ def parse_operation(raw: dict[str, Any]) -> RemoteBatch:
     metadata = raw.get("metadata") or {}
     output = metadata.get("output") or raw.get("response") or {}
     stats = metadata.get("batchStats") or {}
-    inlined = output.get("inlinedResponses")
-    if isinstance(inlined, dict):
-        inlined = inlined.get("inlinedResponses")
+    inlined = _inlined(output)
     request_count = _int(stats.get("requestCount"))
     succeeded = _int(stats.get("successfulRequestCount"))
     failed = _int(stats.get("failedRequestCount"))
@@ -77,7 +90,7 @@ def parse_operation(raw: dict[str, Any]) -> RemoteBatch:
         update_time=_time(metadata.get("updateTime")),
         end_time=_time(metadata.get("endTime")),
         dest_file_name=output.get("responsesFile"),
-        inlined_responses=inlined if isinstance(inlined, list) else None,
+        inlined_responses=inlined,
         input_file_name=input_config.get("fileName"),
         request_count=request_count,
         succeeded_count=succeeded,

@@ -1,4 +1,5 @@
-"""What ``gembatch cleanup`` reads: every job, with the remote names it holds.
+"""What ``gembatch cleanup`` reads: every job, with the remote names it holds,
+and which jobs still use an uploaded input that several share.
 
 The plan itself (what is safe to delete) is the engine's
 (:mod:`gembatch.engine.cleanup`): it needs the files on disk as well as the
@@ -7,13 +8,15 @@ rows. What it records afterwards goes through :mod:`gembatch.store.tracker`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from gembatch.store.database import Store
 from gembatch.store.models import Job
+from gembatch.store.submits import FAILED
 from gembatch.store.tracker import WorkItem, work_item
 
 
@@ -56,3 +59,26 @@ def cleanup_jobs(store: Store) -> list[CleanupJob]:
             )
             for job in session.scalars(select(Job).order_by(Job.id))
         ]
+
+
+def input_users(store: Store, file_name: str, excluding: Collection[int] = ()) -> list[WorkItem]:
+    """The other jobs not cleaned up yet that were made from the uploaded input
+    ``file_name`` (twins of one upload), in id order.
+
+    Whether each still needs it (not finished, or its results not safe yet) is
+    the engine's to decide: that takes the files on disk. A failed submit made
+    no batch and needs its upload no more.
+    """
+    # Spelled out rather than NOT(a AND b): a NULL submit_state must not drop the row.
+    may_need_it = or_(
+        Job.batch_name.is_not(None), Job.submit_state.is_(None), Job.submit_state != FAILED
+    )
+    query = (
+        select(Job)
+        .where(Job.uploaded_file_name == file_name, Job.cleaned_at.is_(None), may_need_it)
+        .order_by(Job.id)
+    )
+    if excluding:
+        query = query.where(Job.id.not_in(list(excluding)))
+    with store.reading() as session:
+        return [work_item(job) for job in session.scalars(query)]
