@@ -12,16 +12,16 @@ import contextlib
 import ctypes
 import errno
 import functools
-import hashlib
 import os
 import re
-import socket
 import sys
 import tempfile
 import time
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from gembatch.common.processes import machine_identity, pid_alive
 
 
 def fsync_dir(directory: Path) -> None:
@@ -63,57 +63,10 @@ _TEMP = re.compile(
 _LEGACY = re.compile(r"^\.(?P<final>.+\.jsonl)\.[a-z0-9_]{8}\.tmp$")
 
 
-def _first_line(*paths: str) -> str:
-    for path in paths:
-        with contextlib.suppress(OSError), open(path, encoding="ascii", errors="replace") as f:
-            text = f.readline().strip()
-            if text:
-                return text
-    return ""
-
-
-def _short_hash(text: str, length: int) -> str:
-    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:length]
-
-
-@functools.cache
-def machine_identity() -> tuple[str, str]:
-    """(machine, boot) as short hashes: pids are comparable only within one of each.
-
-    The pid namespace is part of the machine: two containers sharing a volume,
-    the machine-id and the hostname still cannot see each other's processes.
-    Without a boot id (not Linux) the boot part is constant.
-    """
-    machine_id = _first_line("/etc/machine-id", "/var/lib/dbus/machine-id")
-    pid_ns = ""
-    with contextlib.suppress(OSError):
-        pid_ns = os.readlink("/proc/self/ns/pid")
-    machine = _short_hash(f"{machine_id}|{socket.gethostname()}|{pid_ns}", 8)
-    boot = _first_line("/proc/sys/kernel/random/boot_id")
-    return machine, _short_hash(boot, 6) if boot else "0" * 6
-
-
 def owner_token(pid: int | None = None) -> str:
     """``gb-<machine>-<boot>-<pid>``: names the process that owns a temp file."""
     machine, boot = machine_identity()
     return f"gb-{machine}-{boot}-{os.getpid() if pid is None else pid}"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0 or pid == os.getpid():
-        return True
-    if os.name == "nt":
-        return True  # os.kill(pid, 0) would terminate it there; age decides instead
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    # A killed child not yet reaped still answers kill(0); /proc tells the truth on Linux.
-    with contextlib.suppress(OSError, IndexError), open(f"/proc/{pid}/stat", "rb") as handle:
-        return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    return True
 
 
 def _orphaned(match: re.Match[str], age: float) -> bool:
@@ -124,7 +77,7 @@ def _orphaned(match: re.Match[str], age: float) -> bool:
         return False
     if match["boot"] != boot:
         return True  # every process of an earlier boot is gone
-    return not _pid_alive(int(match["pid"]))
+    return not pid_alive(int(match["pid"]))
 
 
 def _clear_abandoned_claim(final: Path) -> None:

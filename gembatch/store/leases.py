@@ -15,8 +15,6 @@ lease simply expires.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 import socket
 import uuid
@@ -26,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from gembatch.common.processes import UNKNOWN_BOOT, machine_identity, pid_alive
 from gembatch.store.database import Store
 from gembatch.store.models import Job
 from gembatch.store.tracker import WorkItem, db_now, work_filter, work_item
@@ -114,20 +113,12 @@ def _host() -> str:
     return socket.gethostname()[:64]
 
 
-@functools.cache
 def _process_space() -> str:
-    """Which pids ``os.kill`` can see: this boot of this kernel, this pid namespace.
-
-    Containers on one machine share the boot id but not the namespace; machines
-    differ in boot id. "-" where /proc cannot say (then no lease is cleared early).
-    """
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
-            boot = handle.read().strip()
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return "-"
-    return hashlib.sha256(f"{boot} {namespace}".encode()).hexdigest()[:12]
+    """Which pids ``os.kill`` can see: this machine (pid namespace included) and
+    this boot. "-" where the system cannot say which boot (then no lease is
+    cleared early)."""
+    machine, boot = machine_identity()
+    return "-" if boot == UNKNOWN_BOOT else f"{machine}{boot}"
 
 
 def holder_is_dead(holder: str) -> bool:
@@ -148,22 +139,7 @@ def holder_is_dead(holder: str) -> bool:
     pid = int(pid_text)
     if pid == os.getpid():
         return False  # another poller in this very process (tests): alive by definition
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # exists, owned by someone else
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    # A killed child not yet reaped still answers kill(0); /proc tells the truth on Linux.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
+    return not pid_alive(pid)
 
 
 def renew(store: Store, ids: Sequence[int], owner: str, ttl: timedelta) -> set[int]:
