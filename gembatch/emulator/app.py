@@ -6,6 +6,7 @@ import dataclasses
 import shutil
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,20 @@ from gembatch.emulator.server import EmulatorHTTPServer
 from gembatch.emulator.state import Clock
 from gembatch.emulator.stats import RequestRecord, Stats, StatsSnapshot
 from gembatch.emulator.store import Store
+
+
+@dataclass(frozen=True)
+class CreatedBatch:
+    """A batch the emulator made, whether or not it still exists (see ``created_batches``)."""
+
+    name: str
+    display_name: str | None
+    model: str
+    input_file: str | None  # "files/<id>" of a file batch, None for inline requests
+    inline_requests: list[dict[str, Any]] | None
+    # The inline answers it served (None until it succeeded, and for file batches).
+    inlined: list[dict[str, Any]] | None
+    deleted: bool
 
 
 class Emulator:
@@ -143,6 +158,27 @@ class Emulator:
     def batch_names(self) -> list[str]:
         return [record.name for record in self.store.batch_records()]
 
+    def created_batches(self) -> list[CreatedBatch]:
+        """Every batch ever created, in creation order, deleted ones included: a create
+        answered with an error (``fail_after``, a hang-up) that was carried out is here too."""
+        self.store.settle_due()
+        registry = self.store.registry
+        with registry.lock:
+            records = list(registry.created)
+            alive = set(registry.batches.by_id)
+        return [
+            CreatedBatch(
+                name=r.name,
+                display_name=r.display_name,
+                model=r.model,
+                input_file=r.input_file,
+                inline_requests=r.inline_requests,
+                inlined=r.inlined,
+                deleted=r.id not in alive,
+            )
+            for r in records
+        ]
+
     def file_names(self) -> list[str]:
         self.store.settle_due()
         records, _ = self.store.list_files(1 << 30, None)
@@ -183,4 +219,4 @@ class Emulator:
         return self.store.get_file(file_name).path if file_name else None
 
 
-__all__ = ["Emulator", "RequestRecord"]
+__all__ = ["CreatedBatch", "Emulator", "RequestRecord"]

@@ -146,6 +146,7 @@ class Batches:
             record.seq = registry.next_seq()
             result.seq = registry.next_seq()
             registry.batches.add(record)
+            registry.created.append(record)
             registry.files.add(result)
         return record
 

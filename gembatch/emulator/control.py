@@ -8,7 +8,8 @@ The SDK never calls these. They need no API key (the emulator binds to loopback)
 - ``GET  /_emulator/batches``                   ``{"states": {"PENDING": n, ...}}``
 - ``POST /_emulator/faults``                    ``{"rate", "codes", "endpoints", "latency_s",
   "latency_by_endpoint", "fail_next": [{"endpoint", "code", "count"}], "fail_after": [...],
-  "drop_download": {"after_bytes", "count"}}``
+  "drop_download": {"after_bytes", "count"}, "jitter_s",
+  "hang_up": [{"endpoint", "count", "carried_out"}]}``
 - ``POST /_emulator/faults/clear``
 - ``POST /_emulator/advance``                   ``{"seconds": 60}`` moves the clock forward
 - ``POST /_emulator/finish-all``                 live batches end now with their outcome
@@ -81,11 +82,18 @@ def _configure_faults(emulator: Emulator, body: dict[str, Any]) -> None:
         endpoints=body.get("endpoints"),
         latency_s=body.get("latency_s"),
         latency_by_endpoint=body.get("latency_by_endpoint"),
+        jitter_s=body.get("jitter_s"),
     )
     for plan in body.get("fail_next") or ():
         faults.fail_next(plan["endpoint"], int(plan.get("code", 503)), int(plan.get("count", 1)))
     for plan in body.get("fail_after") or ():
         faults.fail_after(plan["endpoint"], int(plan.get("code", 503)), int(plan.get("count", 1)))
+    for plan in body.get("hang_up") or ():
+        faults.hang_up(
+            plan["endpoint"],
+            int(plan.get("count", 1)),
+            carried_out=bool(plan.get("carried_out", False)),
+        )
     drop = body.get("drop_download")
     if drop:
         faults.drop_download(int(drop.get("after_bytes", 0)), int(drop.get("count", 1)))

@@ -9,6 +9,13 @@ Endpoint names (``ENDPOINTS``) are matched with globs, so ``"batches.*"`` or ``"
   live service.
 - ``drop_download(after_bytes, count)``: the next ``count`` downloads send their headers and
   ``after_bytes`` of the body, then the connection is closed.
+- ``hang_up(endpoint, count, carried_out=...)``: the next ``count`` calls get no answer at
+  all: the connection is closed before any status line, as when a proxy or the network
+  drops it. With ``carried_out`` the call is carried out first, so a ``batches.create``
+  made the batch while the client saw only a dropped connection. Counted in the stats with
+  status 0 and fault ``"hangup"``.
+- ``configure(jitter_s=...)``: each call waits a seeded extra U(0, jitter_s) seconds on top
+  of its latency, so concurrent clients see their answers in a shifting order.
 - A seeded ``rate`` of answers drawn from ``codes`` on the ``endpoints`` it covers. By
   default every API endpoint except ``files.upload_data``: the SDK re-sends a failed upload
   chunk after sleeping 1, 2 and 4 s, which would slow every test; name it to include it.
@@ -50,6 +57,13 @@ class Plan:
 
 
 @dataclass
+class HangUp:
+    endpoint: str
+    remaining: int
+    carried_out: bool
+
+
+@dataclass
 class Drop:
     endpoint: str
     after_bytes: int
@@ -76,7 +90,11 @@ class FaultInjector:
         self.endpoints: tuple[str, ...] = ()
         self.latency_s = 0.0
         self.latency_by_endpoint: dict[str, float] = {}
+        self.jitter_s = 0.0
+        # Its own generator: drawing jitter must not shift the seeded sequence of error draws.
+        self._jitter_rng = random.Random(seed)
         self._plans: list[Plan] = []
+        self._hangups: list[HangUp] = []
         self._drops: list[Drop] = []
         self.configure(rate=rate, codes=codes, endpoints=endpoints, latency_s=latency_s)
 
@@ -89,8 +107,9 @@ class FaultInjector:
         latency_s: float | None = None,
         latency_by_endpoint: dict[str, float] | None = None,
         seed: int | None = None,
+        jitter_s: float | None = None,
     ) -> None:
-        """Change the random rate, its codes and endpoints, and the latency."""
+        """Change the random rate, its codes and endpoints, the latency and its jitter."""
         with self._lock:
             if rate is not None:
                 if not 0.0 <= rate <= 1.0:
@@ -104,8 +123,11 @@ class FaultInjector:
                 self.latency_s = max(0.0, latency_s)
             if latency_by_endpoint is not None:
                 self.latency_by_endpoint = dict(latency_by_endpoint)
+            if jitter_s is not None:
+                self.jitter_s = max(0.0, jitter_s)
             if seed is not None:
                 self._rng = random.Random(seed)
+                self._jitter_rng = random.Random(seed)
 
     def fail_next(
         self, endpoint: str, code: int = 503, count: int = 1, message: str | None = None
@@ -126,29 +148,56 @@ class FaultInjector:
         with self._lock:
             self._drops.append(Drop("files.download", after_bytes, count))
 
+    def hang_up(self, endpoint: str, count: int = 1, *, carried_out: bool = False) -> None:
+        """The next ``count`` calls to ``endpoint`` get no answer: the connection is closed
+        (after carrying the call out, with ``carried_out``)."""
+        with self._lock:
+            self._hangups.append(HangUp(endpoint, count, carried_out))
+
     def clear(self) -> None:
-        """No faults at all: rate 0, no latency, no pending plans or drops."""
+        """No faults at all: rate 0, no latency or jitter, no pending plans, drops or hang-ups."""
         with self._lock:
             self.rate = 0.0
             self.latency_s = 0.0
+            self.jitter_s = 0.0
             self.latency_by_endpoint = {}
             self._plans.clear()
             self._drops.clear()
+            self._hangups.clear()
 
     def pending(self) -> dict[str, list[dict[str, object]]]:
         with self._lock:
             return {
                 "plans": [vars(p).copy() for p in self._plans],
                 "drops": [vars(d).copy() for d in self._drops],
+                "hangups": [vars(h).copy() for h in self._hangups],
             }
 
     # ----------------------------------------------------------- asked by the HTTP layer
 
     def latency_for(self, endpoint: str) -> float:
+        extra = 0.0
+        if self.jitter_s > 0:
+            with self._lock:
+                extra = self._jitter_rng.uniform(0.0, self.jitter_s)
         for pattern, seconds in self.latency_by_endpoint.items():
             if fnmatch.fnmatchcase(endpoint, pattern):
-                return seconds
-        return self.latency_s
+                return seconds + extra
+        return self.latency_s + extra
+
+    def take_hangup(self, endpoint: str, carried_out: bool) -> bool:
+        """Whether to close this call's connection without an answer (before or after
+        carrying it out, as ``carried_out`` says)."""
+        with self._lock:
+            for hangup in self._hangups:
+                if hangup.carried_out == carried_out and fnmatch.fnmatchcase(
+                    endpoint, hangup.endpoint
+                ):
+                    hangup.remaining -= 1
+                    if hangup.remaining <= 0:
+                        self._hangups.remove(hangup)
+                    return True
+        return False
 
     def _take_plan(self, endpoint: str, after: bool) -> Plan | None:
         for plan in self._plans:

@@ -106,6 +106,7 @@ class Outcomes:
         with registry.lock:
             record.seq = registry.next_seq()
             registry.batches.add(record)
+            registry.created.append(record)
             registry.unsettled.add(record.id)
         return record
 

@@ -83,6 +83,8 @@ class Registry:
         self.files = Ordered()
         self.batches = Ordered()
         self.unsettled: set[str] = set()  # batches whose output/cleanup is still due
+        # Every batch ever created, deleted ones included: what tests count creates by.
+        self.created: list[Any] = []
         self._seq = itertools.count(1)
         self._index = itertools.count()
 

@@ -163,19 +163,26 @@ class Handler(BaseHTTPRequestHandler):
             method, path, query, self.headers, body, stream, length, public_url, params
         )
         fault: str | None = None
+        faults = emulator.faults
         try:
             if endpoint != "unknown":
-                delay = emulator.faults.latency_for(endpoint)
+                delay = faults.latency_for(endpoint)
                 if delay > 0:
                     time.sleep(delay)
             if not streamed:  # upload chunks carry no key: the upload URL is the credential
                 self._authorize(query)
-            injected = emulator.faults.before(endpoint)
+            if faults.take_hangup(endpoint, carried_out=False):
+                self._hang_up(method, path, endpoint, stream)
+                return
+            injected = faults.before(endpoint)
             if injected is not None:
                 fault = injected[1]
                 raise injected[0]
             response = emulator.api.handle(handler, request)
-            injected = emulator.faults.after(endpoint)
+            if faults.take_hangup(endpoint, carried_out=True):
+                self._hang_up(method, path, endpoint, stream)
+                return
+            injected = faults.after(endpoint)
             if injected is not None:
                 fault = injected[1]
                 response = error_response(injected[0])
@@ -196,6 +203,14 @@ class Handler(BaseHTTPRequestHandler):
                 fault = "drop"
         emulator.stats_.record(method, path, endpoint, response.status, fault)
         self._send(response, drop)
+
+    def _hang_up(self, method: str, path: str, endpoint: str, stream: _LimitedReader) -> None:
+        """Close the connection without a status line: the client sees it dropped."""
+        stream.drain()
+        self.server.emulator.stats_.record(method, path, endpoint, 0, "hangup")
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _authorize(self, query: dict[str, str]) -> None:
         key = self.headers.get("x-goog-api-key") or query.get("key")
