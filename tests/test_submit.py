@@ -242,7 +242,9 @@ def test_persistent_server_errors_give_up_cleanly(
     assert [row.submit_state for row in jobs(workdir)] == [FAILED]
 
 
-def _leftover_intent(emulator: Emulator, workdir: Path, *, create: bool) -> int:
+def _leftover_intent(
+    emulator: Emulator, workdir: Path, *, create: bool, upload_recorded: bool = True
+) -> int:
     """What a submit killed after uploading (and maybe after creating) leaves behind."""
     locations = resolve(workdir / "job-info.jsonl", None)
     store = open_store(locations.db_url)
@@ -255,7 +257,10 @@ def _leftover_intent(emulator: Emulator, workdir: Path, *, create: bool) -> int:
         recorded = submitter._recorded_intent(unit, multiple=False)
         assert isinstance(recorded, tuple)
         job_id, display_name, _ = recorded
-        uploaded = submitter._upload(job_id, unit, display_name)
+        if upload_recorded:
+            uploaded = submitter._upload(job_id, unit, display_name)
+        else:  # killed after the upload was carried out, before it was recorded
+            uploaded = gemini.upload_file(unit.path, display_name=display_name)
         if create:
             gemini.create_batch(
                 model=submitter.model, src=uploaded or "", display_name=display_name
@@ -300,6 +305,32 @@ def test_a_killed_submit_without_batch_is_undone(
     assert emulator.batch_names() == []
 
 
+def test_a_killed_submit_whose_upload_was_not_recorded_leaves_no_file(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    write_input(workdir, "a.jsonl", 2)
+    _leftover_intent(emulator, workdir, create=False, upload_recorded=False)
+    assert len(emulator.file_names()) == 1
+    result = submit(emulator, run_cli=run_cli)
+    assert result.exit_code == 0, result.output
+    assert "1 interrupted earlier and undone" in result.output
+    assert emulator.file_names() == []
+
+
+@pytest.mark.parametrize("endpoint", ["files.upload", "files.upload_data"])
+def test_an_upload_stored_but_answered_with_a_hang_up_leaves_no_second_file(
+    emulator: Emulator, workdir: Path, run_cli, endpoint: str
+) -> None:
+    # The service kept the first upload, the client never heard: the retry makes a
+    # second file, and the first must not stay behind untracked (invariant 9).
+    write_input(workdir, "a.jsonl", 2)
+    emulator.faults.hang_up(endpoint, carried_out=True)
+    result = submit(emulator, "batch/a.jsonl", run_cli=run_cli)
+    assert result.exit_code == 0, result.output
+    held = {row.uploaded_file_name for row in jobs(workdir)}
+    assert set(emulator.file_names()) == held and len(held) == 1
+
+
 def test_an_intent_held_by_a_live_submit_is_left_alone(
     emulator: Emulator, workdir: Path, run_cli
 ) -> None:
@@ -319,10 +350,9 @@ def test_an_intent_held_by_a_live_submit_is_left_alone(
     assert len(emulator.file_names()) == 1
 
 
-def test_duplicate_batches_from_one_intent_are_all_tracked(
-    emulator: Emulator, workdir: Path
-) -> None:
-    """If a create ever ran twice under one display name, both batches get a row."""
+def test_duplicate_batches_from_one_intent_leave_one(emulator: Emulator, workdir: Path) -> None:
+    """If a create ever ran twice under one display name, one batch stays; the other is
+    tracked, cancelled and deleted (the input is paid for once)."""
     write_input(workdir, "a.jsonl", 2)
     _leftover_intent(emulator, workdir, create=True)
     name = jobs(workdir)[0].display_name or ""
@@ -336,8 +366,98 @@ def test_duplicate_batches_from_one_intent_are_all_tracked(
     finally:
         client.close()
         store.dispose()
-    assert "1 duplicate" in outcomes[0].message
-    assert sorted(row.batch_name for row in jobs(workdir)) == sorted(emulator.batch_names())
+    assert "1 duplicate batch(es) cancelled and deleted" in outcomes[0].message
+    assert_one_batch_per_input(emulator, workdir)
+
+
+def assert_one_batch_per_input(emulator: Emulator, workdir: Path) -> None:
+    """Exactly one live batch per submitted input, tracked; every batch ever made tracked."""
+    rows = jobs(workdir)
+    alive = emulator.batch_names()
+    kept = [row for row in rows if row.submit_state == SUBMITTED]
+    assert sorted(row.batch_name or "" for row in kept) == sorted(alive)
+    assert len({row.input_file for row in kept}) == len(kept)
+    tracked = {row.batch_name for row in rows}
+    made = emulator.created_batches()
+    assert {batch.name for batch in made} <= tracked
+    for row in rows:
+        if row.batch_name and row.submit_state != SUBMITTED:
+            assert row.state == states.CANCELLED and row.cleaned_at is not None
+            assert row.batch_name not in alive
+
+
+class ListingLag:
+    """The listing (and a get) does not show a batch for a while: a create answered with
+    an error hides the batch it made until :meth:`catch_up`. Until the emulator models
+    listing lag itself, the test reaches into its registry."""
+
+    def __init__(self, emulator: Emulator, status: int | None = 500) -> None:
+        self.emulator = emulator
+        self.status = status
+        self.hidden: list[object] = []
+        emulator.on_request(self._seen)
+
+    def _seen(self, record) -> None:  # type: ignore[no-untyped-def]
+        if record.endpoint == "batches.create" and record.status == self.status:
+            self.hide_newest()
+
+    def hide_newest(self) -> None:
+        registry = self.emulator.store.registry
+        with registry.lock:
+            newest = max(registry.batches.by_id.values(), key=lambda r: r.seq)
+            registry.batches.remove(newest)
+        self.hidden.append(newest)
+
+    def catch_up(self) -> None:
+        """Listed again, still running (a listing lags seconds, a batch runs for minutes)."""
+        self.emulator.on_request(None)
+        registry = self.emulator.store.registry
+        with registry.lock:
+            for record in self.hidden:
+                record.seq = registry.next_seq()  # listed as newest: order is not the point
+                registry.batches.add(record)
+                self.emulator.set_state(record.name, "RUNNING")  # type: ignore[attr-defined]
+        self.hidden.clear()
+
+
+def test_a_create_the_listing_does_not_show_yet_is_cancelled_later(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    write_input(workdir, "a.jsonl", 2)
+    lag = ListingLag(emulator)
+    emulator.faults.fail_after("batches.create", 500)
+    result = submit(emulator, "batch/a.jsonl", "--retries", "2", run_cli=run_cli)
+    assert result.exit_code == 0, result.output
+    # The listing showed nothing, so the create was tried again: two batches exist.
+    assert emulator.count("batches.create") == 2 and len(lag.hidden) == 1
+    lag.catch_up()
+    again = submit(emulator, run_cli=run_cli)
+    assert again.exit_code == 0, again.output
+    assert "1 duplicate batch(es) cancelled and deleted" in again.output
+    assert len(emulator.created_batches()) == 2
+    assert_one_batch_per_input(emulator, workdir)
+    # Settled: a later run has nothing more to do.
+    assert "duplicate" not in submit(emulator, run_cli=run_cli).output
+
+
+def test_a_killed_submit_whose_batch_is_not_listed_yet(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    """Settled as "nothing was created"; when the batch shows up, it is cancelled and
+    deleted, and the input submitted again has one batch."""
+    write_input(workdir, "a.jsonl", 2)
+    _leftover_intent(emulator, workdir, create=True)
+    lag = ListingLag(emulator, status=None)
+    lag.hide_newest()
+    result = submit(emulator, "batch/a.jsonl", run_cli=run_cli)
+    assert result.exit_code == 0, result.output
+    assert "nothing was created" in result.output and "1 submitted" in result.output
+    lag.catch_up()
+    again = submit(emulator, "batch/a.jsonl", run_cli=run_cli)
+    assert again.exit_code == 0, again.output
+    assert "1 duplicate batch(es) cancelled and deleted" in again.output
+    assert "skipped: already submitted" in again.output
+    assert_one_batch_per_input(emulator, workdir)
 
 
 # --------------------------------------------------------------------------- size, inline
@@ -399,3 +519,65 @@ def test_no_api_key_is_bad_usage(workdir: Path, run_cli) -> None:
     result = run_cli("submit", "batch/a.jsonl")
     assert result.exit_code == 2
     assert "no API key" in result.output
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def submit_process(emulator: Emulator, workdir: Path, db_url: str, *files: str):  # type: ignore[no-untyped-def]
+    """The real `gembatch submit` in its own process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GEMINI_API_KEY": "test-key", "GEMBATCH_DB": db_url}
+    env.pop("GOOGLE_API_KEY", None)
+    command = [sys.executable, "-m", "gembatch", "submit", "--base-url", emulator.base_url]
+    return subprocess.Popen(
+        [*command, *files], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
+def _waiting_backends(conn, own_pid: int) -> int:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    query = text("select count(distinct pid) from pg_locks where not granted and pid <> :me")
+    return int(conn.execute(query, {"me": own_pid}).scalar_one())
+
+
+def test_two_submits_of_one_file_at_once_on_postgresql_make_one_batch(
+    emulator: Emulator, workdir: Path, pg_schema_url: str
+) -> None:
+    """Both processes are held just past the "already submitted?" check (the jobs table
+    is locked against inserts until both wait), so without the intent lock both go ahead."""
+    import time
+
+    from sqlalchemy import create_engine, text
+
+    open_store(pg_schema_url).dispose()  # migrated up front, outside the race
+    holder = create_engine(pg_schema_url)
+    try:
+        for round_ in range(3):
+            name = f"race-{round_}.jsonl"
+            write_input(workdir, name, 2, round_)
+            before = emulator.count("batches.create")
+            with holder.connect() as conn:
+                own_pid = int(conn.execute(text("select pg_backend_pid()")).scalar_one())
+                conn.execute(text("LOCK TABLE jobs IN EXCLUSIVE MODE"))
+                processes = [
+                    submit_process(emulator, workdir, pg_schema_url, f"batch/{name}")
+                    for _ in range(2)
+                ]
+                deadline = time.monotonic() + 60
+                while _waiting_backends(conn, own_pid) < 2:
+                    assert time.monotonic() < deadline, "the submits never reached the check"
+                    assert all(p.poll() is None for p in processes)
+                    time.sleep(0.02)
+                conn.commit()  # let both go on
+            outputs = [p.communicate(timeout=60)[0].decode() for p in processes]
+            assert [p.returncode for p in processes] == [0, 0], outputs
+            assert emulator.count("batches.create") - before == 1, outputs
+            assert sum("being submitted right now" in out for out in outputs) == 1, outputs
+        assert len(emulator.batch_names()) == 3
+    finally:
+        holder.dispose()

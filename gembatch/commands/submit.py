@@ -27,7 +27,7 @@ from gembatch.commands.support import (
 )
 from gembatch.engine.inputs import MAX_INPUT_BYTES
 from gembatch.engine.submit import submit_files
-from gembatch.engine.units import DEFAULT_MODEL, MODEL_ENV, UNDONE, SubmitOptions
+from gembatch.engine.units import DEFAULT_MODEL, DUPLICATE, MODEL_ENV, UNDONE, SubmitOptions
 
 EXIT_INTERRUPTED = 130
 
@@ -142,6 +142,8 @@ def submit(
     parts = [f"{made} submitted", f"{report.count('skipped')} skipped"]
     if report.count(UNDONE):
         parts.append(f"{report.count(UNDONE)} interrupted earlier and undone")
+    if report.count(DUPLICATE):
+        parts.append(f"duplicate batches of {report.count(DUPLICATE)} input(s) cancelled")
     if report.failed:
         parts.append(f"{report.failed} failed")
     click.echo(f"done: {', '.join(parts)}")

@@ -8,16 +8,33 @@ upload is deleted and the intent marked failed (``undone``). If the listing
 itself fails, the intents are released untouched for the next run.
 
 Every ``gembatch submit`` does this first, before submitting anything.
+
+The listing may lag behind a create (eventually consistent), so "not found"
+is not final: a create answered with an error and not found is noted as
+unconfirmed, and every later submit (and the end of this one) looks again.
+A batch that turns up under the display name of a job that already has its
+batch, or was settled as "nothing was created", is surplus: it is tracked,
+cancelled and deleted, so that each input is paid for once and nothing
+gembatch made is left untracked. A job is confirmed (no more looking) after
+a listing made ``listing_lag`` after its last unconfirmed create.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from gembatch.engine.units import UNDONE, Outcome
-from gembatch.remote.errors import RemoteError
-from gembatch.store.submits import FAILED, claim_leftovers
+from gembatch.common import states
+from gembatch.common.batch import RemoteBatch
+from gembatch.common.timeutil import now as utcnow
+from gembatch.common.timeutil import parse_timestamp
+from gembatch.engine.units import DUPLICATE, RECONCILE_SLACK, UNDONE, Outcome
+from gembatch.remote.errors import NotFound, RemoteError
+from gembatch.store import submits, tracker
+from gembatch.store.submits import FAILED, Leftover, claim_leftovers
 
 if TYPE_CHECKING:
     from gembatch.engine.submit import Submitter
@@ -47,21 +64,136 @@ def settle_leftovers(submitter: Submitter) -> list[Outcome]:
             )
             for leftover in claimed
         ]
-    outcomes: list[Outcome] = []
-    for leftover in claimed:
-        job_id, shown, name = leftover.job_id, leftover.input_file, leftover.display_name
-        if found.get(name):
-            outcome = submitter.adopt(job_id, shown, found[name], "found after an interruption")
-        else:
-            gave_up = submitter.give_up(
-                job_id,
-                shown,
-                "an earlier submit stopped before the batch was created; nothing was "
-                "created (submit the file again)",
-                leftover.uploaded_file_name,
-            )
-            # Settled, not failed now: this run did what it should.
-            outcome = dataclasses.replace(gave_up, status=UNDONE)
-        submitter.reporter.line(f"{shown}: {outcome.message}")
-        outcomes.append(outcome)
+    outcomes = [_settle(submitter, leftover, found) for leftover in claimed]
+    inputs = {b.input_file_name for batches in found.values() for b in batches}
+    names = {leftover.display_name for leftover in claimed}
+    delete_stray_uploads(submitter, names, since, {name for name in inputs if name})
     return outcomes
+
+
+def _settle(
+    submitter: Submitter, leftover: Leftover, found: dict[str, list[RemoteBatch]]
+) -> Outcome:
+    job_id, shown, name = leftover.job_id, leftover.input_file, leftover.display_name
+    if found.get(name):
+        outcome = submitter.adopt(job_id, shown, found[name], "found after an interruption")
+    else:
+        gave_up = submitter.give_up(
+            job_id,
+            shown,
+            "an earlier submit stopped before the batch was created; nothing was "
+            "created (submit the file again)",
+            leftover.uploaded_file_name,
+        )
+        # The create may have been in flight when the run was killed, and the
+        # listing may not show its batch yet.
+        submits.note_unconfirmed(
+            submitter.store, job_id, "settled as not created; its batch may not be listed yet"
+        )
+        # Settled, not failed now: this run did what it should.
+        outcome = dataclasses.replace(gave_up, status=UNDONE)
+    submitter.reporter.line(f"{shown}: {outcome.message}")
+    return outcome
+
+
+def delete_stray_uploads(
+    submitter: Submitter, names: set[str], since: datetime, in_use: set[str]
+) -> None:
+    """A run killed after an upload was carried out but before it was recorded, or
+    an upload carried out but answered with an error and then retried, left a
+    file only its display name ties to the intent: delete every such file of the
+    intents ``names`` (which nobody else works on) that no job holds (invariant 9)."""
+    if not names:
+        return
+    cutoff = since - RECONCILE_SLACK
+    stray: list[str] = []
+    try:
+        for item in submitter.gemini.list_files(page_size=submitter.options.page_size):
+            created = item.get("createTime")
+            if item.get("displayName") in names and item.get("name"):
+                stray.append(str(item["name"]))
+            if created and parse_timestamp(str(created)) < cutoff:
+                break
+        held = submits.tracked_files(submitter.store, stray) | in_use
+        for name in stray:
+            if name not in held:
+                with contextlib.suppress(NotFound):
+                    submitter.gemini.delete_file(name)
+    except RemoteError as exc:
+        submitter.reporter.line(f"could not check for stray uploads ({exc}); left for next time")
+
+
+def settle_surplus(submitter: Submitter) -> list[Outcome]:
+    """Look again for batches of unconfirmed creates; cancel and delete the surplus."""
+    store = submitter.store
+    pending = submits.unconfirmed_creates(store)
+    if not pending:
+        return []
+    listed_at = utcnow()
+    since = min(item.first_at for item in pending)
+    try:
+        found = submitter.find_batches({item.display_name for item in pending}, since=since)
+    except RemoteError as exc:
+        submitter.reporter.line(
+            f"could not list batches to check for duplicates ({exc}); left for next time"
+        )
+        return []
+    outcomes: list[Outcome] = []
+    for item in pending:
+        surplus = [b for b in found.get(item.display_name, []) if b.name != item.batch_name]
+        if surplus:
+            message = discard_surplus(submitter, item.job_id, surplus)
+            if message:
+                submitter.reporter.line(f"{item.input_file}: {message}")
+                outcomes.append(Outcome(item.input_file, DUPLICATE, message, item.job_id))
+        if listed_at - item.last_at >= submitter.options.listing_lag:
+            submits.confirm_create(store, item.job_id, "listed long enough after its create")
+    if outcomes:
+        submitter.export()
+    return outcomes
+
+
+def discard_surplus(submitter: Submitter, job_id: int, batches: Sequence[RemoteBatch]) -> str:
+    """Track each further batch of one submit, then cancel and delete it; what was done."""
+    rows = submits.record_surplus(submitter.store, job_id, [b.name for b in batches])
+    return cancel_surplus(submitter, rows, batches)
+
+
+def cancel_surplus(
+    submitter: Submitter, rows: Sequence[tuple[str, int]], batches: Sequence[RemoteBatch]
+) -> str:
+    """Cancel and delete surplus batches already tracked as ``(name, job id)`` rows."""
+    if not rows:
+        return ""
+    by_name = {batch.name: batch for batch in batches}
+    deleted = sum(_cancel_and_delete(submitter, row, by_name[name]) for name, row in rows)
+    if deleted == len(rows):
+        return f"{len(rows)} duplicate batch(es) cancelled and deleted"
+    return (
+        f"{len(rows)} duplicate batch(es) cancelled; {len(rows) - deleted} still to delete "
+        "(`gembatch poll` deletes them once they have ended)"
+    )
+
+
+def _cancel_and_delete(submitter: Submitter, row: int, remote: RemoteBatch) -> bool:
+    store, gemini = submitter.store, submitter.gemini
+    tracker.apply_remote(store, row, remote)
+    try:
+        if not states.is_terminal(remote.state):
+            gemini.cancel_batch(remote.name)
+            remote = gemini.get_batch(remote.name)
+            tracker.apply_remote(store, row, remote)
+        # Not yet ended (a slow cancel) or finished with results: the poller takes it
+        # from here, as any tracked job (invariant 2).
+        if remote.state == states.SUCCEEDED or not states.is_terminal(remote.state):
+            return False
+        if remote.dest_file_name:
+            gemini.delete_file(remote.dest_file_name)
+        gemini.delete_batch(remote.name)
+    except NotFound:
+        pass
+    except RemoteError as exc:
+        submits.note_error(store, row, f"cancelling a duplicate batch: {exc}")
+        return False
+    submits.mark_surplus_deleted(store, row)
+    return True

@@ -18,7 +18,11 @@ The protocol (each numbered step is one committed transaction):
    upload) before doing anything else.
 
 Every batch the listing shows under one of our display names gets a job row,
-duplicates included, so nothing gembatch made is ever left untracked.
+duplicates included, so nothing gembatch made is ever left untracked; a
+duplicate is then cancelled and deleted, so each input is paid for once. The
+listing may lag behind a create, so a create error not found in it is noted
+as unconfirmed and looked for again at the end of the run and by later runs
+(:func:`gembatch.engine.leftovers.settle_surplus`).
 
 The inputs are prepared in :mod:`gembatch.engine.units`, step 4 lives in
 :mod:`gembatch.engine.leftovers`, and each transaction is a function of
@@ -32,17 +36,24 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from gembatch.common import states
 from gembatch.common.batch import RemoteBatch
 from gembatch.common.locations import Locations
+from gembatch.common.timeutil import now as utcnow
 from gembatch.engine.inputs import read_inline, write_part
-from gembatch.engine.leftovers import settle_leftovers
+from gembatch.engine.leftovers import (
+    cancel_surplus,
+    delete_stray_uploads,
+    settle_leftovers,
+    settle_surplus,
+)
 from gembatch.engine.poller import make_owner
 from gembatch.engine.units import (
+    RECONCILE_SLACK,
     Outcome,
     SubmitOptions,
     SubmitReport,
@@ -59,9 +70,6 @@ from gembatch.store.database import Store
 from gembatch.store.submits import FAILED, INTENT_TTL, PENDING, SUBMITTED, EarlierSubmit
 
 _RENEW_EVERY_S = 60.0
-# Batches created this long before an intent was recorded cannot be its batch;
-# the slack covers clock skew between this machine and the API.
-RECONCILE_SLACK = timedelta(hours=1)
 
 
 # --------------------------------------------------------------------------- reporting
@@ -104,17 +112,27 @@ class Submitter:
         self.reporter: SubmitReporter = reporter or QuietSubmitReporter()
         self.owner = owner or make_owner()
         self.model = normalize_model(options.model)
+        # Display names of every upload this run tried, for the stray-upload sweep.
+        self._upload_names: set[str] = set()
 
     # ----------------------------------------------------------------- entry points
 
     def run(self, units: list[Unit]) -> SubmitReport:
         report = SubmitReport()
+        started = utcnow()
         report.outcomes.extend(self.reconcile_leftovers())
+        report.outcomes.extend(settle_surplus(self))
         multiple = len(units) > 1
         for unit in units:
             outcome = self.submit_unit(unit, multiple=multiple)
             report.outcomes.append(outcome)
             self.reporter.line(f"{outcome.shown}: {outcome.message}")
+        if units:
+            # A create of this run may have made a batch the listing missed at first.
+            report.outcomes.extend(settle_surplus(self))
+        # An upload that failed (or was retried) after the service had stored it
+        # left a file that only its display name ties to this run's intents.
+        delete_stray_uploads(self, self._upload_names, started, set())
         return report
 
     def submit_unit(self, unit: Unit, *, multiple: bool = False) -> Outcome:
@@ -186,6 +204,7 @@ class Submitter:
 
             return report
 
+        self._upload_names.add(display_name)
         try:
             with self.reporter.upload(unit.shown, unit.size) as progress:
                 name = self.gemini.upload_file(
@@ -243,6 +262,8 @@ class Submitter:
                 return self._undecided(job_id, unit.shown, error, exc)
             if found.get(display_name):
                 return self.adopt(job_id, unit.shown, found[display_name], "found after an error")
+            # Not listed is not proof: the listing may lag behind the create.
+            submits.note_unconfirmed(self.store, job_id, f"create: {error}; not listed")
             if not retry:
                 return self.give_up(job_id, unit.shown, f"create failed: {error}", uploaded)
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
@@ -277,21 +298,20 @@ class Submitter:
     # ----------------------------------------------------------------- endings
 
     def adopt(self, job_id: int, shown: str, found: list[RemoteBatch], how: str) -> Outcome:
-        """The batch exists: record it on its intent row (duplicates on rows of their
-        own, see :func:`gembatch.store.submits.adopt`), its state, and job-info."""
+        """The batch exists: record it on its intent row, and any duplicates on rows of
+        their own, then cancel and delete those (see :func:`cancel_surplus`)."""
         found = sorted(found, key=lambda b: (b.create_time is None, b.create_time, b.name))
         primary, extras = found[0], found[1:]
+        # The duplicates are tracked in the adoption's own transaction: never untracked.
         adoption = submits.adopt(self.store, job_id, primary.name, [b.name for b in extras], how)
         if adoption.conflict is not None:
             return Outcome(shown, FAILED, adoption.conflict, job_id, primary.name)
-        by_name = {extra.name: extra for extra in extras}
-        duplicates = [(by_name[name], row) for name, row in adoption.duplicates]
-        for remote, row in [(primary, job_id), *duplicates]:
-            tracker.apply_remote(self.store, row, remote)
+        tracker.apply_remote(self.store, job_id, primary)
+        surplus = cancel_surplus(self, adoption.duplicates, extras)
         self.export()
         message = f"{how}: {primary.name}"
-        if duplicates:
-            message += f" (and {len(duplicates)} duplicate batch(es), tracked as well)"
+        if surplus:
+            message += f" (and {surplus})"
         status = SUBMITTED if how == "created" else "adopted"
         return Outcome(shown, status, message, job_id, primary.name)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from gembatch.common.errors import BadInput
@@ -34,6 +35,13 @@ DISPLAY_NAME_MAX = 128
 CREATE_ATTEMPTS = 5
 # Outcome of a leftover intent found to have created nothing.
 UNDONE = "undone"
+# Outcome of finding further batches of one submit (cancelled and deleted).
+DUPLICATE = "duplicate"
+# Batches (and files) created this long before an intent was recorded cannot be its
+# own; the slack covers clock skew between this machine and the API.
+RECONCILE_SLACK = timedelta(hours=1)
+# How long after a create the batch listing is trusted to show what it made.
+LISTING_LAG = timedelta(minutes=10)
 
 
 @dataclass
@@ -46,6 +54,7 @@ class SubmitOptions:
     max_bytes: int = MAX_INPUT_BYTES
     create_attempts: int = CREATE_ATTEMPTS
     page_size: int = LIST_PAGE_SIZE
+    listing_lag: timedelta = LISTING_LAG
 
 
 @dataclass(frozen=True)

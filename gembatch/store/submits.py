@@ -8,16 +8,19 @@ is settled by exactly one later run" hold whoever calls them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
+from sqlalchemy.orm import Session
 
 from gembatch.common.timeutil import now as utcnow
 from gembatch.store.database import Store
 from gembatch.store.leases import holder_is_dead
 from gembatch.store.models import (
+    EVENT_CLEANED_UP,
     EVENT_SUBMIT_FAILED,
     EVENT_SUBMIT_INTENT,
     EVENT_SUBMITTED,
@@ -25,6 +28,7 @@ from gembatch.store.models import (
     Event,
     Job,
 )
+from gembatch.store.tracker import db_now
 
 # jobs.submit_state
 PENDING = "pending"
@@ -33,6 +37,11 @@ FAILED = "failed"
 # Long enough for a create call; an upload renews it as it goes.
 INTENT_TTL = timedelta(minutes=15)
 CONTENT_CHANGED = " (its content changed since it was last submitted)"
+# A create answered with an error that was not found in the listing: it may have made a
+# batch the listing does not show yet. Later submits look again until confirmed.
+EVENT_CREATE_UNCONFIRMED = "create_unconfirmed"
+EVENT_CREATE_CONFIRMED = "create_confirmed"
+SURPLUS_NOTE = "a second batch from the same submit: cancelled and deleted, never used"
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,8 @@ class Leftover:
 class Adoption:
     # Set when the batch is already another job's: the intent was marked failed.
     conflict: str | None
-    # (batch name, new job id) of each further batch from the same intent, now tracked.
+    # (batch name, new job id) of each further batch from the same intent: tracked as
+    # surplus (see :func:`record_surplus`), to be cancelled and deleted.
     duplicates: tuple[tuple[str, int], ...] = ()
 
 
@@ -87,8 +97,10 @@ def record_intent(
 ) -> Intent | EarlierSubmit:
     """Skip an input already submitted, or record the intent; both in one transaction
     so two submits of the same file cannot both go ahead."""
-    now = utcnow()
     with store.transaction() as session:
+        _lock_input(session, input_file)
+        # Lease times come from the database's clock (invariant 8).
+        now = db_now(session)
         earlier = session.scalars(
             select(Job)
             .where(
@@ -132,6 +144,27 @@ def record_intent(
     return Intent(job_id, now, note)
 
 
+def intent_lock_key(input_file: str) -> int:
+    """A stable signed 64-bit key for one input path (PostgreSQL advisory locks take a bigint)."""
+    digest = hashlib.sha256(f"gembatch-intent:{input_file}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _lock_input(session: Session, input_file: str) -> None:
+    """Serialise the check-then-insert of :func:`record_intent` (and of the rows of
+    duplicate batches) per input path.
+
+    SQLite already does (``BEGIN IMMEDIATE`` takes the write lock first), but under
+    PostgreSQL's READ COMMITTED two submits would both see no earlier row and both
+    insert. The lock is transaction-scoped, so a crash or a rollback frees it. Keyed
+    on the path alone, not the content hash: the check itself is by path.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": intent_lock_key(input_file)}
+        )
+
+
 def record_upload(store: Store, job_id: int, name: str) -> None:
     with store.transaction() as session:
         job = session.get_one(Job, job_id)
@@ -153,6 +186,8 @@ def adopt(store: Store, job_id: int, primary: str, extras: Sequence[str], how: s
     now = utcnow()
     with store.transaction() as session:
         job = session.get_one(Job, job_id)
+        # Two runs settling the same submit at once must not both add a duplicate's row.
+        _lock_input(session, job.input_file)
         owner = session.scalar(select(Job.id).where(Job.batch_name == primary))
         if owner is not None:
             job.submit_state = FAILED
@@ -167,34 +202,7 @@ def adopt(store: Store, job_id: int, primary: str, extras: Sequence[str], how: s
         session.add(
             Event(job_id=job_id, at=now, kind=EVENT_SUBMITTED, message=f"{primary} ({how})")
         )
-        duplicates: list[tuple[str, int]] = []
-        for extra in extras:
-            if session.scalar(select(Job.id).where(Job.batch_name == extra)) is not None:
-                continue
-            twin = Job(
-                batch_name=extra,
-                input_file=job.input_file,
-                request_count=job.request_count,
-                display_name=job.display_name,
-                model=job.model,
-                input_sha256=job.input_sha256,
-                input_size=job.input_size,
-                uploaded_file_name=job.uploaded_file_name,
-                submit_state=SUBMITTED,
-                submitted_at=now,
-                added_at=now,
-            )
-            session.add(twin)
-            session.flush()
-            duplicates.append((extra, twin.id))
-            session.add(
-                Event(
-                    job_id=twin.id,
-                    at=now,
-                    kind=EVENT_SUBMITTED,
-                    message=f"{extra}: a second batch from the same submit; tracked",
-                )
-            )
+        duplicates = _add_surplus(session, job, extras, now)
     return Adoption(conflict=None, duplicates=tuple(duplicates))
 
 
@@ -214,8 +222,8 @@ def mark_failed(store: Store, job_id: int, note: str, *, cleaned: bool) -> None:
 def claim_leftovers(store: Store, owner: str) -> list[Leftover]:
     """Take over the pending intents whose holder is gone (lease expired, or its
     process dead on this host), one compare-and-set transaction each."""
-    now = utcnow()
     with store.reading() as session:
+        now = db_now(session)
         rows = session.scalars(
             select(Job).where(Job.submit_state == PENDING, Job.batch_name.is_(None))
         ).all()
@@ -229,10 +237,16 @@ def claim_leftovers(store: Store, owner: str) -> list[Leftover]:
         with store.transaction() as session:
             # Compare-and-set on the holder: of two submits settling at once, one wins.
             same_holder = Job.lease_owner.is_(None) if holder is None else Job.lease_owner == holder
+            # ...and on its expiry: a holder that renewed meanwhile is alive after all.
+            same_expiry = (
+                Job.lease_expires_at.is_(None)
+                if expires is None
+                else Job.lease_expires_at == expires
+            )
             won = session.execute(
                 update(Job)
-                .where(Job.id == job.id, Job.submit_state == PENDING, same_holder)
-                .values(lease_owner=owner, lease_expires_at=now + INTENT_TTL)
+                .where(Job.id == job.id, Job.submit_state == PENDING, same_holder, same_expiry)
+                .values(lease_owner=owner, lease_expires_at=db_now(session) + INTENT_TTL)
                 .execution_options(synchronize_session=False)
             ).rowcount
         if won and job.display_name:
@@ -242,3 +256,120 @@ def claim_leftovers(store: Store, owner: str) -> list[Leftover]:
                 )
             )
     return claimed
+
+
+# --------------------------------------------------------------------------- surplus batches
+
+
+@dataclass(frozen=True)
+class Unconfirmed:
+    """A settled submit whose create may have made a batch the listing did not show."""
+
+    job_id: int
+    input_file: str
+    display_name: str
+    batch_name: str | None
+    first_at: datetime
+    last_at: datetime
+
+
+def note_unconfirmed(store: Store, job_id: int, message: str) -> None:
+    with store.transaction() as session:
+        session.add(
+            Event(job_id=job_id, at=utcnow(), kind=EVENT_CREATE_UNCONFIRMED, message=message[:2000])
+        )
+
+
+def unconfirmed_creates(store: Store) -> list[Unconfirmed]:
+    """Settled submits (not pending: those are intents) with an unconfirmed create."""
+    confirmed = select(Event.job_id).where(Event.kind == EVENT_CREATE_CONFIRMED)
+    with store.reading() as session:
+        rows = session.execute(
+            select(Job, Event.at)
+            .join(Event, Event.job_id == Job.id)
+            .where(
+                Event.kind == EVENT_CREATE_UNCONFIRMED,
+                Job.id.not_in(confirmed),
+                Job.submit_state.in_((SUBMITTED, FAILED)),
+                Job.display_name.is_not(None),
+            )
+            .order_by(Job.id, Event.at)
+        ).all()
+    found: dict[int, Unconfirmed] = {}
+    for job, at in rows:
+        earlier = found.get(job.id)
+        first = earlier.first_at if earlier else at
+        found[job.id] = Unconfirmed(
+            job.id, job.input_file, job.display_name or "", job.batch_name, first, at
+        )
+    return list(found.values())
+
+
+def confirm_create(store: Store, job_id: int, message: str) -> None:
+    """A listing trusted to show every batch the create made has been checked."""
+    with store.transaction() as session:
+        session.add(
+            Event(job_id=job_id, at=utcnow(), kind=EVENT_CREATE_CONFIRMED, message=message[:2000])
+        )
+
+
+def record_surplus(store: Store, job_id: int, names: Sequence[str]) -> list[tuple[str, int]]:
+    """Track further batches from one submit before they are cancelled and deleted
+    (invariant 9: tracked or deleted, never neither). Names already tracked are skipped."""
+    with store.transaction() as session:
+        job = session.get_one(Job, job_id)
+        _lock_input(session, job.input_file)
+        return _add_surplus(session, job, names, utcnow())
+
+
+def _add_surplus(
+    session: Session, job: Job, names: Sequence[str], now: datetime
+) -> list[tuple[str, int]]:
+    added: list[tuple[str, int]] = []
+    for name in names:
+        if session.scalar(select(Job.id).where(Job.batch_name == name)) is not None:
+            continue
+        # submit_state 'failed': the row is not the input's submission, so it neither
+        # makes a resubmit a skip nor counts as a job of the input.
+        twin = Job(
+            batch_name=name,
+            input_file=job.input_file,
+            request_count=job.request_count,
+            display_name=job.display_name,
+            model=job.model,
+            input_sha256=job.input_sha256,
+            input_size=job.input_size,
+            uploaded_file_name=job.uploaded_file_name,
+            submit_state=FAILED,
+            last_error=SURPLUS_NOTE,
+            submitted_at=now,
+            added_at=now,
+        )
+        session.add(twin)
+        session.flush()
+        added.append((name, twin.id))
+        message = f"{name}: {SURPLUS_NOTE} (job {job.id} is the input's)"
+        session.add(Event(job_id=twin.id, at=now, kind=EVENT_SUBMIT_FAILED, message=message))
+    return added
+
+
+def mark_surplus_deleted(store: Store, job_id: int) -> None:
+    now = utcnow()
+    with store.transaction(durable=True) as session:
+        job = session.get_one(Job, job_id)
+        job.cleaned_at = now
+        message = f"deleted the surplus batch {job.batch_name}"
+        session.add(Event(job_id=job_id, at=now, kind=EVENT_CLEANED_UP, message=message))
+
+
+def tracked_files(store: Store, names: Sequence[str]) -> set[str]:
+    """Which of these remote file names some job holds (as its upload, input or result)."""
+    if not names:
+        return set()
+    with store.reading() as session:
+        rows = session.execute(
+            select(Job.uploaded_file_name, Job.dest_file_name).where(
+                or_(Job.uploaded_file_name.in_(names), Job.dest_file_name.in_(names))
+            )
+        ).all()
+    return {name for row in rows for name in row if name in names}
