@@ -331,6 +331,27 @@ def test_an_upload_stored_but_answered_with_a_hang_up_leaves_no_second_file(
     assert set(emulator.file_names()) == held and len(held) == 1
 
 
+def _uploads(emulator: Emulator) -> list[str]:
+    # Result files of finished batches are the service's, not uploads.
+    return [name for name in emulator.file_names() if not name.startswith("files/batch-")]
+
+
+def test_a_stray_upload_a_run_could_not_sweep_goes_with_the_next_run(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    write_input(workdir, "a.jsonl", 2)
+    emulator.faults.hang_up("files.upload_data", carried_out=True)
+    emulator.faults.fail_next("files.list", 500, count=20)  # this run cannot look
+    first = submit(emulator, "batch/a.jsonl", "--retries", "1", run_cli=run_cli)
+    assert first.exit_code == 0, first.output
+    assert len(_uploads(emulator)) == 2
+    emulator.faults.clear()
+    again = submit(emulator, "batch/a.jsonl", run_cli=run_cli)
+    assert "skipped" in again.output
+    held = {row.uploaded_file_name for row in jobs(workdir)}
+    assert set(_uploads(emulator)) == held and len(held) == 1
+
+
 def test_an_intent_held_by_a_live_submit_is_left_alone(
     emulator: Emulator, workdir: Path, run_cli
 ) -> None:

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -73,6 +73,10 @@ _RENEW_EVERY_S = 60.0
 
 
 # --------------------------------------------------------------------------- reporting
+
+
+# Uploaded files expire on the service after 48 hours: older strays are gone anyway.
+STRAY_UPLOAD_WINDOW = timedelta(hours=48)
 
 
 class SubmitReporter(Protocol):
@@ -131,8 +135,11 @@ class Submitter:
             # A create of this run may have made a batch the listing missed at first.
             report.outcomes.extend(settle_surplus(self))
         # An upload that failed (or was retried) after the service had stored it
-        # left a file that only its display name ties to this run's intents.
-        delete_stray_uploads(self, self._upload_names, started, set())
+        # left a file that only its display name ties to its intent; so did a run
+        # killed before this sweep. The API deletes files after 48 hours itself.
+        since = started - STRAY_UPLOAD_WINDOW
+        names = self._upload_names | submits.settled_intent_names(self.store, since, self.owner)
+        delete_stray_uploads(self, names, since, set())
         return report
 
     def submit_unit(self, unit: Unit, *, multiple: bool = False) -> Outcome:

@@ -373,3 +373,26 @@ def tracked_files(store: Store, names: Sequence[str]) -> set[str]:
             )
         ).all()
     return {name for row in rows for name in row if name in names}
+
+
+def settled_intent_names(store: Store, since: datetime, owner: str) -> set[str]:
+    """Display names of the intents recorded since ``since`` that no other live
+    submit holds: an upload that carries one and that no job records is a stray."""
+    with store.reading() as session:
+        now = db_now(session)
+        rows = session.execute(
+            select(Job.display_name, Job.lease_owner, Job.lease_expires_at).where(
+                Job.submit_state.is_not(None),
+                Job.display_name.is_not(None),
+                Job.added_at >= since,
+            )
+        ).all()
+    return {
+        str(name)
+        for name, holder, expires in rows
+        if holder is None
+        or holder == owner
+        or expires is None
+        or expires < now
+        or holder_is_dead(holder)
+    }
