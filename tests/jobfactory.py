@@ -16,8 +16,12 @@ from pathlib import Path
 
 from google import genai
 from google.genai import types as genai_types
+from sqlalchemy import select
 
+from gembatch.common.locations import sqlite_url
 from gembatch.emulator import Emulator
+from gembatch.store.database import open_store
+from gembatch.store.models import Event, Job
 
 MODEL = "models/gemini-2.5-flash"
 
@@ -116,3 +120,22 @@ def poll_process(
     return subprocess.Popen(
         [*command, "--interval", interval, *args], cwd=workdir, env=env, **popen
     )  # type: ignore[call-overload]
+
+
+def job_rows(workspace: Path) -> list[Job]:
+    """The workspace database's jobs, in id order, read the way a user's SQL would."""
+    store = open_store(sqlite_url(workspace / "gembatch.db"))
+    try:
+        with store.reading() as session:
+            return list(session.scalars(select(Job).order_by(Job.id)))
+    finally:
+        store.dispose()
+
+
+def event_rows(workspace: Path, kind: str) -> list[Event]:
+    store = open_store(sqlite_url(workspace / "gembatch.db"))
+    try:
+        with store.reading() as session:
+            return list(session.scalars(select(Event).where(Event.kind == kind)))
+    finally:
+        store.dispose()

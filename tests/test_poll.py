@@ -10,14 +10,12 @@ from pathlib import Path
 
 import pytest
 from jobfactory import client_for, json_line, make_jobs, poll_process
-from sqlalchemy import select
+from jobfactory import event_rows as events
+from jobfactory import job_rows as jobs
 
 from gembatch.common import states
-from gembatch.common.locations import sqlite_url
 from gembatch.emulator import Emulator
 from gembatch.emulator.config import OutcomeRule
-from gembatch.store.database import open_store
-from gembatch.store.models import Event, Job
 
 
 def poll(emulator: Emulator, *args: str, run_cli) -> object:  # type: ignore[no-untyped-def]
@@ -30,24 +28,6 @@ def poll(emulator: Emulator, *args: str, run_cli) -> object:  # type: ignore[no-
         *args,
         env={"GEMINI_API_KEY": "test-key"},
     )
-
-
-def jobs(workspace: Path) -> list[Job]:
-    store = open_store(sqlite_url(workspace / "gembatch.db"))
-    try:
-        with store.reading() as session:
-            return list(session.scalars(select(Job).order_by(Job.id)))
-    finally:
-        store.dispose()
-
-
-def events(workspace: Path, kind: str) -> list[Event]:
-    store = open_store(sqlite_url(workspace / "gembatch.db"))
-    try:
-        with store.reading() as session:
-            return list(session.scalars(select(Event).where(Event.kind == kind)))
-    finally:
-        store.dispose()
 
 
 def test_full_lifecycle_with_mixed_outcomes(emulator: Emulator, workdir: Path, run_cli) -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 from jobfactory import MODEL, client_for, make_jobs
-from sqlalchemy import select
+from jobfactory import event_rows as events
+from jobfactory import job_rows as rows
 
 from gembatch.common import states
-from gembatch.common.locations import resolve, sqlite_url
+from gembatch.common.locations import resolve
 from gembatch.emulator import Emulator, RequestRecord, running_emulator
 from gembatch.engine.poller import PollOptions
 from gembatch.engine.progress import QuietReporter
@@ -23,7 +24,6 @@ from gembatch.engine.session import make_poller
 from gembatch.remote.client import Gemini
 from gembatch.remote.retry import RetryPolicy
 from gembatch.store.database import open_store
-from gembatch.store.models import Event, Job
 
 KEY = {"GEMINI_API_KEY": "test-key"}
 
@@ -34,24 +34,6 @@ def poll(emulator: Emulator, *args: str, run_cli):  # type: ignore[no-untyped-de
 
 def cleanup(emulator: Emulator, *args: str, run_cli):  # type: ignore[no-untyped-def]
     return run_cli("cleanup", "--base-url", emulator.base_url, *args, env=KEY)
-
-
-def rows(workspace: Path) -> list[Job]:
-    store = open_store(sqlite_url(workspace / "gembatch.db"))
-    try:
-        with store.reading() as session:
-            return list(session.scalars(select(Job).order_by(Job.id)))
-    finally:
-        store.dispose()
-
-
-def events(workspace: Path, kind: str) -> list[Event]:
-    store = open_store(sqlite_url(workspace / "gembatch.db"))
-    try:
-        with store.reading() as session:
-            return list(session.scalars(select(Event).where(Event.kind == kind)))
-    finally:
-        store.dispose()
 
 
 def omit_inline_payload(emulator: Emulator, name: str) -> list[dict[str, object]]:
