@@ -10,7 +10,7 @@ from test_submit import KEY, jobs, write_input
 from gembatch.common import states
 from gembatch.common.locations import resolve, sqlite_url
 from gembatch.emulator import Emulator
-from gembatch.engine.cleanup import plan_cleanup
+from gembatch.engine.cleanup import execute, plan_cleanup
 from gembatch.remote.client import Gemini
 from gembatch.store.database import open_store
 
@@ -149,3 +149,28 @@ def test_cleanup_all_lists_untracked_resources(emulator: Emulator, workdir: Path
     assert orphan_file not in emulator.file_names()
     assert failed not in emulator.batch_names()
     assert {good, live, names["running"], names["undownloaded"]} <= set(emulator.batch_names())
+
+
+def test_results_changed_after_the_listing_stop_the_delete(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    # The listing is made, the user reads it at the prompt, and meanwhile a result
+    # file is edited: the deletes must rest on the results as they are then.
+    names = workspace(emulator, workdir, run_cli)
+    locations = resolve(workdir / "job-info.jsonl", None)
+    store = open_store(locations.db_url)
+    gemini = Gemini("test-key", base_url=emulator.base_url)
+    try:
+        plan = plan_cleanup(store, gemini, locations)
+        assert names["done1"] in {r.name for r in plan.delete}
+        (workdir / "batch" / "results" / "done1.jsonl").write_text('{"key": "edited"}\n')
+        result = execute(store, gemini, plan, locations)
+    finally:
+        gemini.close()
+        store.dispose()
+    alive = set(emulator.batch_names())
+    assert names["done1"] in alive and names["done2"] not in alive
+    assert any("results changed" in reason for _, reason in result.failed)
+    after = {row.batch_name: row for row in jobs(workdir)}
+    assert after[names["done1"]].cleaned_at is None
+    assert "changed since the listing" in (after[names["done1"]].last_error or "")

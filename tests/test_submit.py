@@ -15,6 +15,7 @@ from gembatch.emulator import Emulator
 from gembatch.engine.submit import Submitter
 from gembatch.engine.units import SubmitOptions, make_display_name, prepare
 from gembatch.remote.client import Gemini
+from gembatch.remote.retry import RetryPolicy
 from gembatch.store.database import open_store
 from gembatch.store.models import Event, Job
 from gembatch.store.submits import FAILED, PENDING, SUBMITTED
@@ -405,6 +406,43 @@ def assert_one_batch_per_input(emulator: Emulator, workdir: Path) -> None:
         if row.batch_name and row.submit_state != SUBMITTED:
             assert row.state == states.CANCELLED and row.cleaned_at is not None
             assert row.batch_name not in alive
+
+
+def test_a_submit_whose_intent_was_taken_over_never_creates_again(
+    emulator: Emulator, workdir: Path
+) -> None:
+    # A submit that stalled past its intent's lease (long back-offs) while another
+    # took the intent over must not create after all: the input would be paid twice.
+    import sqlite3
+
+    write_input(workdir, "a.jsonl", 2)
+    locations = resolve(workdir / "job-info.jsonl", None)
+
+    def steal(record) -> None:  # type: ignore[no-untyped-def]
+        if record.endpoint == "batches.create":
+            with sqlite3.connect(workdir / "gembatch.db") as conn:
+                conn.execute(
+                    "update jobs set lease_owner = 'elsewhere:1:-:x',"
+                    " lease_expires_at = '2999-01-01 00:00:00.000000'"
+                )
+
+    emulator.faults.fail_next("batches.create", 500, count=1)
+    emulator.on_request(steal)
+    store = open_store(locations.db_url)
+    gemini = Gemini("test-key", base_url=emulator.base_url, retry=RetryPolicy(1))
+    try:
+        submitter = Submitter(store, gemini, locations, SubmitOptions())
+        units = prepare(
+            [(workdir / "batch" / "a.jsonl", "batch/a.jsonl")], locations, SubmitOptions()
+        )
+        [outcome] = [submitter.submit_unit(unit) for unit in units]
+    finally:
+        emulator.on_request(None)
+        gemini.close()
+        store.dispose()
+    assert "took this input over" in outcome.message
+    assert emulator.count("batches.create") == 1
+    assert emulator.batch_names() == []
 
 
 class ListingLag:

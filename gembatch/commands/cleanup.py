@@ -68,7 +68,7 @@ def cleanup(
             return
         if not yes:
             click.confirm(f"Delete these {len(plan.delete)} remote resources?", abort=True)
-        result = execute(store, gemini, plan)
+        result = execute(store, gemini, plan, app.locations)
     finally:
         gemini.close()
     if result.cleaned_jobs:

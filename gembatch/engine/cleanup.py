@@ -53,6 +53,8 @@ class CleanupPlan:
     keep: list[Resource] = field(default_factory=list)
     # Jobs recorded as cleaned once every one of their resources is gone.
     jobs: dict[int, str] = field(default_factory=dict)
+    # Jobs whose deletes rest on their results being safe: checked again at delete time.
+    guarded: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -164,6 +166,8 @@ def plan_cleanup(
             else:
                 plan.delete.append(Resource(kind, name, what + what_suffix, job.id))
         plan.jobs[job.id] = "cleanup" + (" --force" if what_suffix else "")
+        if not what_suffix:
+            plan.guarded.add(job.id)
     if include_untracked:
         if gemini is None:
             raise ValueError("listing untracked resources needs the API")
@@ -258,12 +262,34 @@ def _plan_untracked_file(
         plan.delete.append(Resource(FILE, name, what))
 
 
-def execute(store: Store, gemini: Gemini, plan: CleanupPlan) -> CleanupResult:
-    """Delete what the plan lists; a job is marked cleaned once all of its resources are gone."""
+def execute(
+    store: Store, gemini: Gemini, plan: CleanupPlan, locations: Locations | None = None
+) -> CleanupResult:
+    """Delete what the plan lists; a job is marked cleaned once all of its resources are gone.
+
+    With ``locations``, a job whose deletes rest on its results is checked again
+    just before its first delete: the plan may be minutes old (a confirmation
+    prompt), and its result file moved or changed meanwhile (invariant 2).
+    """
     result = CleanupResult()
     notes: dict[int, list[str]] = {}
     broken: set[int] = set()
+    fresh = {job.id: job for job in cleanup_jobs(store)} if locations is not None else {}
+    checked: set[int] = set()
+    unsafe: set[int] = set()
     for resource in plan.delete:
+        job_id = resource.job_id
+        if locations is not None and job_id in plan.guarded and job_id not in checked:
+            checked.add(job_id)
+            job = fresh.get(job_id)
+            if job is None or not _safe(job, locations):
+                unsafe.add(job_id)
+                broken.add(job_id)
+                message = "cleanup: its results changed since the listing; nothing deleted"
+                tracker.record_error(store, job_id, message)
+        if job_id in unsafe:
+            result.failed.append((resource, "results changed since the listing"))
+            continue
         delete = gemini.delete_batch if resource.kind == BATCH else gemini.delete_file
         try:
             delete(resource.name)

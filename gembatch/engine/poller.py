@@ -27,6 +27,7 @@ from datetime import timedelta
 
 from gembatch.common.batch import RemoteBatch
 from gembatch.common.locations import Locations
+from gembatch.engine.heartbeat import Heartbeat
 from gembatch.engine.progress import QuietReporter, Reporter
 from gembatch.engine.steps import CycleResult, JobSteps
 from gembatch.remote.client import Gemini
@@ -116,7 +117,8 @@ class Poller:
         result.claimed = len(items)
         result.skipped_busy = len(ids) - len(items)
         claimed = [item.id for item in items]
-        heartbeat = _Heartbeat(self, claimed)
+        period = max(1.0, self.options.lease_ttl.total_seconds() / 3)
+        heartbeat = Heartbeat(self.renew_leases, claimed, period)
         try:
             self._work(items, result)
         finally:
@@ -248,33 +250,6 @@ class Poller:
                     on_tick(left)
                 if self.stop.wait(min(1.0, left)):
                     raise KeyboardInterrupt
-
-
-class _Heartbeat:
-    """Keeps a cycle's leases alive however long the cycle takes (429 back-offs,
-    big downloads), so no other poller takes a job this one is still working on."""
-
-    def __init__(self, poller: Poller, ids: list[int]) -> None:
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
-        if not ids:
-            return
-        period = max(1.0, poller.options.lease_ttl.total_seconds() / 3)
-
-        def beat() -> None:
-            live = list(ids)
-            while live and not self._stopped.wait(period):
-                with contextlib.suppress(Exception):  # a missed beat is retried next period
-                    # A lease not renewed is lost for good: stop renewing it.
-                    live = sorted(poller.renew_leases(live))
-
-        self._thread = threading.Thread(target=beat, name="gembatch-lease", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join()
 
 
 @dataclass

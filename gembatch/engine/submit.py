@@ -32,7 +32,6 @@ The inputs are prepared in :mod:`gembatch.engine.units`, step 4 lives in
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -44,6 +43,7 @@ from gembatch.common import states
 from gembatch.common.batch import RemoteBatch
 from gembatch.common.locations import Locations
 from gembatch.common.timeutil import now as utcnow
+from gembatch.engine.heartbeat import Heartbeat
 from gembatch.engine.inputs import read_inline, write_part
 from gembatch.engine.leftovers import (
     cancel_surplus,
@@ -150,14 +150,15 @@ class Submitter:
         try:
             if unit.part is not None and unit.source is not None:
                 write_part(unit.source, unit.part)
-            uploaded: str | None = None
-            if not self.options.inline:
-                uploaded = self._upload(job_id, unit, display_name)
-                if uploaded is None:
-                    return self.give_up(
-                        job_id, unit.shown, "upload failed; nothing was created", None
-                    )
-            return self._create(job_id, unit, display_name, added_at, uploaded)
+            with Heartbeat(self._renew, [job_id], _RENEW_EVERY_S):
+                uploaded: str | None = None
+                if not self.options.inline:
+                    uploaded = self._upload(job_id, unit, display_name)
+                    if uploaded is None:
+                        return self.give_up(
+                            job_id, unit.shown, "upload failed; nothing was created", None
+                        )
+                return self._create(job_id, unit, display_name, added_at, uploaded)
         except KeyboardInterrupt:
             # The create may be in flight: leave the intent for the next run to
             # settle, but let it do so at once.
@@ -200,22 +201,11 @@ class Submitter:
     # ----------------------------------------------------------------- step 2: upload
 
     def _upload(self, job_id: int, unit: Unit, display_name: str) -> str | None:
-        last_renewal = [time.monotonic()]
-
-        def renewing(progress: Callable[[int], None]) -> Callable[[int], None]:
-            def report(done: int) -> None:
-                progress(done)
-                if time.monotonic() - last_renewal[0] > _RENEW_EVERY_S:
-                    last_renewal[0] = time.monotonic()
-                    leases.renew(self.store, [job_id], self.owner, INTENT_TTL)
-
-            return report
-
         self._upload_names.add(display_name)
         try:
             with self.reporter.upload(unit.shown, unit.size) as progress:
                 name = self.gemini.upload_file(
-                    unit.path, display_name=display_name, progress=renewing(progress)
+                    unit.path, display_name=display_name, progress=progress
                 )
         except (RemoteError, OSError) as exc:
             self.reporter.line(f"{unit.shown}: upload failed: {exc}")
@@ -236,6 +226,11 @@ class Submitter:
     ) -> Outcome:
         attempts = max(1, self.options.create_attempts)
         for attempt in range(1, attempts + 1):
+            if job_id not in self._renew([job_id]):
+                # Another submit took the intent over (this one stalled past its
+                # lease): creating now could pay for the input twice.
+                message = "another gembatch submit took this input over; not created here"
+                return Outcome(unit.shown, FAILED, message, job_id)
             try:
                 remote = self._create_call(unit, display_name, uploaded)
             except RemoteError as exc:
@@ -355,6 +350,9 @@ class Submitter:
 
     def _note_error(self, job_id: int, message: str) -> None:
         submits.note_error(self.store, job_id, message)
+
+    def _renew(self, ids: list[int]) -> set[int]:
+        return leases.renew(self.store, ids, self.owner, INTENT_TTL)
 
     def release(self, job_id: int) -> None:
         """Let the next run settle this intent at once (no waiting for the lease)."""
