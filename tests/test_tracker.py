@@ -233,18 +233,17 @@ def test_racing_claims_on_postgres(pg_schema_url: str) -> None:
 
 def test_poller_heartbeat_keeps_leases_through_a_long_cycle(store: Store, tmp_path: Path) -> None:
     """A cycle longer than the lease: the heartbeat renews it, so nobody else takes over."""
-    from gembatch.engine.poller import Poller, PollOptions, _Heartbeat
+    from gembatch.engine.heartbeat import Heartbeat
 
     ids = [add(store, f"batches/h{i}", states.RUNNING) for i in range(3)]
-    options = PollOptions(lease_ttl=timedelta(seconds=3))
-    poller = Poller.__new__(Poller)
-    poller.store, poller.options, poller.owner = store, options, "poller-A"
-    assert len(leases.claim(store, ids, "poller-A", options.lease_ttl)) == 3
-    heartbeat = _Heartbeat(poller, ids)
+    ttl = timedelta(seconds=3)
+    assert len(leases.claim(store, ids, "poller-A", ttl)) == 3
+    # The poller's own period: a third of the lease.
+    heartbeat = Heartbeat(lambda held: leases.renew(store, held, "poller-A", ttl), ids, 1.0)
     try:
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:  # twice the 3 s lease
-            assert leases.claim(store, ids, "poller-B", options.lease_ttl) == []
+            assert leases.claim(store, ids, "poller-B", ttl) == []
             time.sleep(0.25)
     finally:
         heartbeat.stop()
