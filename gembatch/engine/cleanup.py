@@ -31,7 +31,6 @@ from gembatch.store import tracker
 from gembatch.store.cleanups import CleanupJob, cleanup_jobs, input_users
 from gembatch.store.database import Store
 from gembatch.store.submits import FAILED, PENDING
-from gembatch.store.tracker import WorkItem
 
 LIST_PAGE_SIZE = 100
 BATCH = "batch"
@@ -65,20 +64,6 @@ class CleanupResult:
     cleaned_jobs: int = 0
 
 
-def result_file_unsaved(item: WorkItem) -> bool:
-    """The API named a result file for this job and gembatch recorded none on disk:
-    whatever the job's state, that output was never saved (a failed download
-    is not an absence)."""
-    return bool(item.dest_file_name) and not item.dest_inline and not item.result_path
-
-
-def results_saved(item: WorkItem, locations: Locations, *, verified: bool = False) -> bool:
-    """:func:`gembatch.engine.downloads.results_safe`, and no named result file left unsaved."""
-    if result_file_unsaved(item):
-        return False
-    return results_safe(item, locations, verified=verified)
-
-
 def input_needed_by(store: Store, locations: Locations, file_name: str, job_id: int) -> int | None:
     """Another job (a twin of one upload) that still needs this input: not finished,
     or its results not safe yet. ``None`` when ``job_id`` may delete it.
@@ -87,14 +72,9 @@ def input_needed_by(store: Store, locations: Locations, file_name: str, job_id: 
     then both see the other as done, so one of them deletes the input, never neither.
     """
     for twin in input_users(store, file_name, excluding=(job_id,)):
-        if not results_saved(twin, locations):
+        if not results_safe(twin, locations):
             return twin.id
     return None
-
-
-def _safe(job: CleanupJob, locations: Locations) -> bool:
-    """The poller's own rule (:func:`results_saved`), on a row."""
-    return results_saved(job.work, locations)
 
 
 def _job_resources(job: CleanupJob) -> list[tuple[str, str, str]]:
@@ -150,7 +130,7 @@ def plan_cleanup(
             plan.keep.extend(Resource(k, n, w, job.id, reason) for k, n, w in resources)
             continue
         what_suffix = ""
-        if not _safe(job, locations):
+        if not results_safe(job.work, locations):
             if not force:
                 reason = "results not downloaded: run `gembatch poll` first (or --force)"
                 plan.keep.extend(Resource(k, n, w, job.id, reason) for k, n, w in resources)
@@ -226,7 +206,7 @@ def _plan_cleaned_result_file(
     """Result files outlive the poller's clean-up (it deletes batch and input only).
     "Saved" only when gembatch downloaded and recorded the file and it is intact."""
     what = f"result file of {owner.input_file}"
-    if owner.result_path and _safe(owner, locations):
+    if owner.result_path and results_safe(owner.work, locations):
         plan.delete.append(Resource(FILE, name, f"{what} (saved)"))
     elif force:
         plan.delete.append(Resource(FILE, name, f"{what} (results NOT downloaded; --force)"))
@@ -282,7 +262,7 @@ def execute(
         if locations is not None and job_id in plan.guarded and job_id not in checked:
             checked.add(job_id)
             job = fresh.get(job_id)
-            if job is None or not _safe(job, locations):
+            if job is None or not results_safe(job.work, locations):
                 unsafe.add(job_id)
                 broken.add(job_id)
                 message = "cleanup: its results changed since the listing; nothing deleted"

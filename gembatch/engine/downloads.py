@@ -165,15 +165,24 @@ def intact(path: Path, size: int | None, sha256: str | None) -> bool:
         return False
 
 
+def result_file_unsaved(item: WorkItem) -> bool:
+    """The API named a result file for this job and gembatch recorded none on disk:
+    whatever the job's state, that output was never saved (a failed download
+    is not an absence)."""
+    return bool(item.dest_file_name) and not item.dest_inline and not item.result_path
+
+
 def results_safe(item: WorkItem, locations: Locations, *, verified: bool = False) -> bool:
     """Invariant 2: may this job's remote batch and files be deleted?
 
     Only when it is finished, the API itself said so (or its result file
     downloaded, which only a finished batch has), and its results are on disk
-    with the recorded size and sha256 — or it left no output to keep.
-    ``verified`` skips re-hashing a file this very step just wrote.
+    with the recorded size and sha256 — or it left no output to keep, by the
+    API's own word (no result file named). The poller and `gembatch cleanup`
+    both decide by this one rule. ``verified`` skips re-hashing a file this very
+    step just wrote.
     """
-    if not item.terminal or item.needs_download():
+    if not item.terminal or item.needs_download() or result_file_unsaved(item):
         return False
     if not item.confirmed and not (item.state == states.SUCCEEDED and item.result_path):
         return False

@@ -21,8 +21,15 @@ from typing import Any
 from gembatch.common import states
 from gembatch.common.batch import RemoteBatch
 from gembatch.common.locations import Locations
-from gembatch.engine.cleanup import input_needed_by, result_file_unsaved, results_saved
-from gembatch.engine.downloads import candidates, download_result, intact, write_lines
+from gembatch.engine.cleanup import input_needed_by
+from gembatch.engine.downloads import (
+    candidates,
+    download_result,
+    intact,
+    result_file_unsaved,
+    results_safe,
+    write_lines,
+)
 from gembatch.engine.progress import Reporter
 from gembatch.remote.client import Gemini
 from gembatch.remote.errors import Interrupted, NotFound, RemoteError
@@ -229,7 +236,7 @@ class JobSteps:
             return False
         path = self.locations.resolve_result(item.result_path) if item.result_path else None
         verified = written and path is not None and intact(path, item.result_size, None)
-        if results_saved(item, self.locations, verified=verified):
+        if results_safe(item, self.locations, verified=verified):
             return True
         if (
             item.terminal

@@ -116,8 +116,6 @@ class Submitter:
         self.reporter: SubmitReporter = reporter or QuietSubmitReporter()
         self.owner = owner or make_owner()
         self.model = normalize_model(options.model)
-        # Display names of every upload this run tried, for the stray-upload sweep.
-        self._upload_names: set[str] = set()
 
     # ----------------------------------------------------------------- entry points
 
@@ -138,7 +136,8 @@ class Submitter:
         # left a file that only its display name ties to its intent; so did a run
         # killed before this sweep. The API deletes files after 48 hours itself.
         since = started - STRAY_UPLOAD_WINDOW
-        names = self._upload_names | submits.settled_intent_names(self.store, since, self.owner)
+        # This run's own intents are among them: each ends with its lease released.
+        names = submits.settled_intent_names(self.store, since, self.owner)
         delete_stray_uploads(self, names, since, set())
         return report
 
@@ -201,7 +200,6 @@ class Submitter:
     # ----------------------------------------------------------------- step 2: upload
 
     def _upload(self, job_id: int, unit: Unit, display_name: str) -> str | None:
-        self._upload_names.add(display_name)
         try:
             with self.reporter.upload(unit.shown, unit.size) as progress:
                 name = self.gemini.upload_file(
