@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
 from conftest import invoke
 from jobfactory import json_line, make_jobs
 from sqlalchemy import create_engine, text
@@ -56,6 +57,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 # --- item 4: counts past 32 bits, values past 64 ---------------------------------------
+
+
+def _poll(emulator: Emulator, *before: str) -> Result:
+    """`gembatch [before] poll` against the emulator, until every job is done."""
+    env = {"GEMINI_API_KEY": "test-key"}
+    return invoke(*before, "poll", "--base-url", emulator.base_url, "--interval", "0.2", env=env)
 
 
 def test_a_count_past_32_bits_is_stored_and_exported(db_url: str, tmp_path: Path) -> None:
@@ -112,16 +119,7 @@ def test_poll_on_postgres_takes_big_counts_and_sets_too_large_ones_aside(
     too_large["batch"]["name"] = "batches/toolarge"
     too_large["count"] = 10**20
     _write(workdir / "job-info.jsonl", lines[0], json.dumps(big), json.dumps(too_large))
-    result = invoke(
-        "--db",
-        pg_schema_url,
-        "poll",
-        "--base-url",
-        emulator.base_url,
-        "--interval",
-        "0.2",
-        env={"GEMINI_API_KEY": "test-key"},
-    )
+    result = _poll(emulator, "--db", pg_schema_url)
     assert result.exit_code == 0, result.output
     assert 'job-info.jsonl:3: "count" is too large' in result.output
     assert "batches/toolarge" in (workdir / "job-info.jsonl.rejected").read_text()
@@ -203,14 +201,7 @@ def test_poll_finishes_every_job_with_a_broken_row(
     names = _imported_workspace(emulator, workdir)
     _corrupt(workdir, names[1], **values)
     emulator.finish_all()
-    result = invoke(
-        "poll",
-        "--base-url",
-        emulator.base_url,
-        "--interval",
-        "0.2",
-        env={"GEMINI_API_KEY": "test-key"},
-    )
+    result = _poll(emulator)
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     with sqlite3.connect(workdir / "gembatch.db") as conn:
