@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gembatch.common.atomic import atomic_writer
 from gembatch.common.hashing import file_sha256
@@ -155,17 +155,23 @@ def part_path(path: Path, number: int, total: int) -> Path:
     return path.with_name(f"{path.stem}.part-{number:0{width}d}{suffix}")
 
 
+def _range_chunks(handle: BinaryIO, part: Part) -> Iterator[bytes]:
+    """The bytes of one part, a bounded chunk at a time (it stops early at end of file)."""
+    handle.seek(part.start)
+    left = part.size
+    while left > 0:
+        chunk = handle.read(min(_READ_CHUNK, left))
+        if not chunk:
+            return
+        yield chunk
+        left -= len(chunk)
+
+
 def _range_sha256(path: Path, part: Part) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        handle.seek(part.start)
-        left = part.size
-        while left > 0:
-            chunk = handle.read(min(_READ_CHUNK, left))
-            if not chunk:
-                break
+        for chunk in _range_chunks(handle, part):
             digest.update(chunk)
-            left -= len(chunk)
     return digest.hexdigest()
 
 
@@ -209,14 +215,8 @@ def write_part(source: Path, planned: PlannedPart) -> None:
     if planned.exists:
         return
     with open(source, "rb") as handle, atomic_writer(planned.path) as out:
-        handle.seek(planned.part.start)
-        left = planned.part.size
-        while left > 0:
-            chunk = handle.read(min(_READ_CHUNK, left))
-            if not chunk:
-                break
+        for chunk in _range_chunks(handle, planned.part):
             out.write(chunk)
-            left -= len(chunk)
 
 
 def read_inline(path: Path) -> list[dict[str, Any]]:

@@ -139,15 +139,21 @@ class Gemini:
 
     def list_batches(self, page_size: int = LIST_PAGE_SIZE) -> Iterator[RemoteBatch]:
         """Every batch of the account, newest first as the API lists them, page by page."""
+        for operation in self._listing("batches.list", "batches", "operations", page_size):
+            yield parse_operation(operation)
+
+    def _listing(
+        self, call: str, collection: str, key: str, page_size: int
+    ) -> Iterator[dict[str, Any]]:
+        """The items of a paged list call, one page fetched (and retried) at a time."""
         token: str | None = None
         while True:
             query: dict[str, Any] = {"pageSize": page_size}
             if token:
                 query["pageToken"] = token
-            path = f"batches?{urlencode(query)}"
-            page = self._call("batches.list", lambda path=path: self._raw_json("get", path))
-            for operation in page.get("operations") or []:
-                yield parse_operation(operation)
+            path = f"{collection}?{urlencode(query)}"
+            page = self._call(call, lambda path=path: self._raw_json("get", path))
+            yield from page.get(key) or []
             token = page.get("nextPageToken") or None
             if not token:
                 return
@@ -249,17 +255,8 @@ class Gemini:
         self._call("files.delete", lambda: self._client.files.delete(name=name))
 
     def list_files(self, page_size: int = LIST_PAGE_SIZE) -> Iterator[dict[str, Any]]:
-        token: str | None = None
-        while True:
-            query: dict[str, Any] = {"pageSize": page_size}
-            if token:
-                query["pageToken"] = token
-            path = f"files?{urlencode(query)}"
-            page = self._call("files.list", lambda path=path: self._raw_json("get", path))
-            yield from page.get("files") or []
-            token = page.get("nextPageToken") or None
-            if not token:
-                return
+        """Every uploaded file of the account, as the API's JSON objects."""
+        return self._listing("files.list", "files", "files", page_size)
 
     def download_file(
         self,
