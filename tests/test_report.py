@@ -31,7 +31,7 @@ from gembatch.report import build_report, percentile, print_report
 from gembatch.report.failed import collect_failed, request_history, write_failed
 from gembatch.report.figures import Spread
 from gembatch.report.pricing import PriceTable, parse_price
-from gembatch.report.render import report_json
+from gembatch.report.records import report_json
 from gembatch.store.database import Store, open_store
 from gembatch.store.models import EVENT_STATE_CHANGE, Event, Job
 

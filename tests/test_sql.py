@@ -23,7 +23,8 @@ from gembatch.common.errors import BadInput
 from gembatch.store import sqlquery
 from gembatch.store.database import Store, open_store
 from gembatch.store.models import Event, Job
-from gembatch.store.sqlquery import connect_sqlite_readonly, describe_schema, run_query
+from gembatch.store.sqlquery import connect_sqlite_readonly, run_query
+from gembatch.store.sqlschema import describe_schema
 from gembatch.view.output import write_json
 
 RunCli = Callable[..., Result]

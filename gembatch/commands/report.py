@@ -17,7 +17,8 @@ from gembatch.common.errors import BadInput
 from gembatch.report.build import build_report
 from gembatch.report.failed import collect_failed, request_history, write_failed
 from gembatch.report.pricing import BATCH_DISCOUNT, PriceTable, parse_price
-from gembatch.report.render import JOB_COLUMNS, job_rows, render_report, report_json
+from gembatch.report.records import JOB_COLUMNS, job_rows, report_json
+from gembatch.report.render import render_report
 from gembatch.view.output import write_rows
 
 # Piped output is not cut to a terminal's width (as in ``status``).

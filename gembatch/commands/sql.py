@@ -11,7 +11,8 @@ from rich.text import Text
 
 from gembatch.commands.support import AppContext, output_options, pass_app
 from gembatch.common.errors import BadInput
-from gembatch.store.sqlquery import TableInfo, describe_schema, run_query, schema_rows
+from gembatch.store.sqlquery import run_query
+from gembatch.store.sqlschema import TableInfo, describe_schema, schema_rows
 from gembatch.view.output import Format, write_rows
 
 

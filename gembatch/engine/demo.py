@@ -24,7 +24,8 @@ from gembatch.common.locations import DEFAULT_DB_NAME, DEFAULT_JOB_INFO, Locatio
 from gembatch.emulator import Emulator, OutcomeRule
 from gembatch.engine.cancel import cancel_jobs, describe
 from gembatch.engine.poller import PollOptions, RunSummary
-from gembatch.engine.submit import QuietSubmitReporter, submit_files
+from gembatch.engine.progress import QuietSubmitReporter
+from gembatch.engine.submit import submit_files
 from gembatch.engine.units import SubmitOptions, SubmitReport
 from gembatch.remote.client import Gemini
 from gembatch.remote.retry import RetryPolicy

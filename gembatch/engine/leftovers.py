@@ -33,7 +33,7 @@ from gembatch.common.timeutil import now as utcnow
 from gembatch.common.timeutil import parse_timestamp
 from gembatch.engine.units import DUPLICATE, RECONCILE_SLACK, UNDONE, Outcome
 from gembatch.remote.errors import NotFound, RemoteError
-from gembatch.store import submits, tracker
+from gembatch.store import strays, submits, tracker
 from gembatch.store.submits import FAILED, Leftover, claim_leftovers
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _settle(
         )
         # The create may have been in flight when the run was killed, and the
         # listing may not show its batch yet.
-        submits.note_unconfirmed(
+        strays.note_unconfirmed(
             submitter.store, job_id, "settled as not created; its batch may not be listed yet"
         )
         # Settled, not failed now: this run did what it should.
@@ -114,7 +114,7 @@ def delete_stray_uploads(
                 stray.append(str(item["name"]))
             if created and parse_timestamp(str(created)) < cutoff:
                 break
-        held = submits.tracked_files(submitter.store, stray) | in_use
+        held = strays.tracked_files(submitter.store, stray) | in_use
         for name in stray:
             if name not in held:
                 with contextlib.suppress(NotFound):
@@ -126,7 +126,7 @@ def delete_stray_uploads(
 def settle_surplus(submitter: Submitter) -> list[Outcome]:
     """Look again for batches of unconfirmed creates; cancel and delete the surplus."""
     store = submitter.store
-    pending = submits.unconfirmed_creates(store)
+    pending = strays.unconfirmed_creates(store)
     if not pending:
         return []
     listed_at = utcnow()
@@ -147,7 +147,7 @@ def settle_surplus(submitter: Submitter) -> list[Outcome]:
                 submitter.reporter.line(f"{item.input_file}: {message}")
                 outcomes.append(Outcome(item.input_file, DUPLICATE, message, item.job_id))
         if listed_at - item.last_at >= submitter.options.listing_lag:
-            submits.confirm_create(store, item.job_id, "listed long enough after its create")
+            strays.confirm_create(store, item.job_id, "listed long enough after its create")
     if outcomes:
         submitter.export()
     return outcomes

@@ -7,6 +7,9 @@ imports the view (nor rich).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -46,3 +49,19 @@ class QuietReporter:
 
     def note(self, message: str) -> None:
         pass
+
+
+class SubmitReporter(Protocol):
+    """What submit (and retry) tells the screen: lines, and each upload's progress."""
+
+    def line(self, text: str) -> None: ...
+    def upload(self, label: str, total: int) -> AbstractContextManager[Callable[[int], None]]: ...
+
+
+class QuietSubmitReporter:
+    def line(self, text: str) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def upload(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
+        yield lambda done: None

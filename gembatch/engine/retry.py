@@ -26,7 +26,8 @@ from pathlib import Path
 from gembatch.common.atomic import atomic_writer
 from gembatch.common.failed import FailedScan, FailedSet
 from gembatch.common.locations import Locations
-from gembatch.engine.submit import SubmitReporter, submit_files
+from gembatch.engine.progress import SubmitReporter
+from gembatch.engine.submit import submit_files
 from gembatch.engine.units import SubmitOptions, stored_path
 from gembatch.remote.client import Gemini
 from gembatch.store.database import Store

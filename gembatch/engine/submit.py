@@ -26,18 +26,15 @@ as unconfirmed and looked for again at the end of the run and by later runs
 
 The inputs are prepared in :mod:`gembatch.engine.units`, step 4 lives in
 :mod:`gembatch.engine.leftovers`, and each transaction is a function of
-:mod:`gembatch.store.submits`.
+:mod:`gembatch.store.submits` (or :mod:`gembatch.store.strays`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
 
 from gembatch.common import states
 from gembatch.common.batch import RemoteBatch
@@ -52,6 +49,7 @@ from gembatch.engine.leftovers import (
     settle_surplus,
 )
 from gembatch.engine.poller import make_owner
+from gembatch.engine.progress import QuietSubmitReporter, SubmitReporter
 from gembatch.engine.units import (
     RECONCILE_SLACK,
     Outcome,
@@ -65,35 +63,14 @@ from gembatch.engine.units import (
 from gembatch.jobinfo.exporter import export_jobinfo
 from gembatch.remote.client import Gemini
 from gembatch.remote.errors import Interrupted, NotFound, RemoteError
-from gembatch.store import leases, submits, tracker
+from gembatch.store import leases, strays, submits, tracker
 from gembatch.store.database import Store
 from gembatch.store.submits import FAILED, INTENT_TTL, PENDING, SUBMITTED, EarlierSubmit
 
 _RENEW_EVERY_S = 60.0
 
-
-# --------------------------------------------------------------------------- reporting
-
-
 # Uploaded files expire on the service after 48 hours: older strays are gone anyway.
 STRAY_UPLOAD_WINDOW = timedelta(hours=48)
-
-
-class SubmitReporter(Protocol):
-    def line(self, text: str) -> None: ...
-    def upload(self, label: str, total: int) -> AbstractContextManager[Callable[[int], None]]: ...
-
-
-class QuietSubmitReporter:
-    def line(self, text: str) -> None:
-        pass
-
-    @contextlib.contextmanager
-    def upload(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
-        yield lambda done: None
-
-
-# --------------------------------------------------------------------------- submitting
 
 
 class Submitter:
@@ -137,7 +114,7 @@ class Submitter:
         # killed before this sweep. The API deletes files after 48 hours itself.
         since = started - STRAY_UPLOAD_WINDOW
         # This run's own intents are among them: each ends with its lease released.
-        names = submits.settled_intent_names(self.store, since, self.owner)
+        names = strays.settled_intent_names(self.store, since, self.owner)
         delete_stray_uploads(self, names, since, set())
         return report
 
@@ -263,7 +240,7 @@ class Submitter:
             if found.get(display_name):
                 return self.adopt(job_id, unit.shown, found[display_name], "found after an error")
             # Not listed is not proof: the listing may lag behind the create.
-            submits.note_unconfirmed(self.store, job_id, f"create: {error}; not listed")
+            strays.note_unconfirmed(self.store, job_id, f"create: {error}; not listed")
             if not retry:
                 return self.give_up(job_id, unit.shown, f"create failed: {error}", uploaded)
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns

@@ -18,7 +18,8 @@ from gembatch.report.build import build_report, summarize
 from gembatch.report.failed import collect_failed, request_history, write_failed
 from gembatch.report.figures import JobReport, Report, Spread, percentile
 from gembatch.report.pricing import PriceTable
-from gembatch.report.render import render_report, report_json
+from gembatch.report.records import report_json
+from gembatch.report.render import render_report
 from gembatch.store.database import Store
 
 

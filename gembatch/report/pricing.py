@@ -13,6 +13,12 @@ from dataclasses import dataclass
 
 from gembatch.common.errors import BadInput
 
+# Shown under every cost figure, and carried in ``report --json``.
+ESTIMATE_NOTE = (
+    "Cost is an estimate: list prices per 1M tokens (thinking billed as output), "
+    "batch discount applied; override with --price MODEL=INPUT,OUTPUT."
+)
+
 # Standard (interactive) paid-tier prices in USD per 1M tokens, text input and
 # text output, prompts up to 200k tokens. Source: https://ai.google.dev/gemini-api/docs/pricing
 # as published in 2025. Thinking tokens are billed as output tokens.

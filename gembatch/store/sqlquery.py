@@ -20,13 +20,11 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
-
-from sqlalchemy import inspect
 
 from gembatch.common.errors import BadInput
 from gembatch.store.database import Store
@@ -105,30 +103,6 @@ class QueryResult:
 
     columns: list[str]
     rows: Iterator[tuple[Any, ...]]
-
-
-@dataclass(frozen=True)
-class ColumnInfo:
-    name: str
-    type: str
-    nullable: bool
-    primary_key: bool
-    default: str | None = None
-
-
-@dataclass(frozen=True)
-class IndexInfo:
-    name: str
-    columns: list[str]
-    unique: bool
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    name: str
-    columns: list[ColumnInfo]
-    indexes: list[IndexInfo] = field(default_factory=list)
-    foreign_keys: list[str] = field(default_factory=list)
 
 
 def first_keyword(sql: str) -> str:
@@ -334,53 +308,3 @@ def _postgres_message(exc: BaseException) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-# --- schema ---------------------------------------------------------------------------
-
-# Alembic's bookkeeping table: not gembatch data, left out of --schema.
-INTERNAL_TABLES = frozenset({"alembic_version"})
-
-
-def describe_schema(store: Store) -> list[TableInfo]:
-    """Tables, columns (with types), indexes and foreign keys, as the database has them."""
-    inspector = inspect(store.engine)
-    tables = []
-    for name in sorted(inspector.get_table_names()):
-        if name in INTERNAL_TABLES:
-            continue
-        pk = set(inspector.get_pk_constraint(name).get("constrained_columns") or ())
-        columns = [
-            ColumnInfo(
-                name=col["name"],
-                type=str(col["type"]),
-                nullable=bool(col["nullable"]),
-                primary_key=col["name"] in pk,
-                default=None if col.get("default") is None else str(col["default"]),
-            )
-            for col in inspector.get_columns(name)
-        ]
-        indexes = [
-            IndexInfo(
-                str(ix["name"]), [str(c) for c in ix["column_names"] if c], bool(ix["unique"])
-            )
-            for ix in inspector.get_indexes(name)
-        ]
-        foreign_keys = [
-            f"{', '.join(fk['constrained_columns'])} -> "
-            f"{fk['referred_table']}({', '.join(fk['referred_columns'])})"
-            for fk in inspector.get_foreign_keys(name)
-        ]
-        tables.append(TableInfo(name, columns, indexes, foreign_keys))
-    return tables
-
-
-def schema_rows(tables: Sequence[TableInfo]) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The schema as one flat result set (table, column, type, ...), for --json/--csv."""
-    columns = ["table", "column", "type", "nullable", "primary_key", "default"]
-    rows = [
-        (t.name, c.name, c.type, c.nullable, c.primary_key, c.default)
-        for t in tables
-        for c in t.columns
-    ]
-    return columns, rows

@@ -1,4 +1,4 @@
-"""The records of ``gembatch submit``: intents, uploads, adoptions, failures, leftover claims.
+"""What ``gembatch submit`` records: intents, uploads, adoptions, failures, surplus batches.
 
 :mod:`gembatch.engine.submit` runs the protocol (intent, upload, create,
 reconcile); each of its steps is one transaction here, with its event row, so
@@ -39,8 +39,6 @@ INTENT_TTL = timedelta(minutes=15)
 CONTENT_CHANGED = " (its content changed since it was last submitted)"
 # A create answered with an error that was not found in the listing: it may have made a
 # batch the listing does not show yet. Later submits look again until confirmed.
-EVENT_CREATE_UNCONFIRMED = "create_unconfirmed"
-EVENT_CREATE_CONFIRMED = "create_confirmed"
 SURPLUS_NOTE = "a second batch from the same submit: cancelled and deleted, never used"
 
 
@@ -261,58 +259,6 @@ def claim_leftovers(store: Store, owner: str) -> list[Leftover]:
 # --------------------------------------------------------------------------- surplus batches
 
 
-@dataclass(frozen=True)
-class Unconfirmed:
-    """A settled submit whose create may have made a batch the listing did not show."""
-
-    job_id: int
-    input_file: str
-    display_name: str
-    batch_name: str | None
-    first_at: datetime
-    last_at: datetime
-
-
-def note_unconfirmed(store: Store, job_id: int, message: str) -> None:
-    with store.transaction() as session:
-        session.add(
-            Event(job_id=job_id, at=utcnow(), kind=EVENT_CREATE_UNCONFIRMED, message=message[:2000])
-        )
-
-
-def unconfirmed_creates(store: Store) -> list[Unconfirmed]:
-    """Settled submits (not pending: those are intents) with an unconfirmed create."""
-    confirmed = select(Event.job_id).where(Event.kind == EVENT_CREATE_CONFIRMED)
-    with store.reading() as session:
-        rows = session.execute(
-            select(Job, Event.at)
-            .join(Event, Event.job_id == Job.id)
-            .where(
-                Event.kind == EVENT_CREATE_UNCONFIRMED,
-                Job.id.not_in(confirmed),
-                Job.submit_state.in_((SUBMITTED, FAILED)),
-                Job.display_name.is_not(None),
-            )
-            .order_by(Job.id, Event.at)
-        ).all()
-    found: dict[int, Unconfirmed] = {}
-    for job, at in rows:
-        earlier = found.get(job.id)
-        first = earlier.first_at if earlier else at
-        found[job.id] = Unconfirmed(
-            job.id, job.input_file, job.display_name or "", job.batch_name, first, at
-        )
-    return list(found.values())
-
-
-def confirm_create(store: Store, job_id: int, message: str) -> None:
-    """A listing trusted to show every batch the create made has been checked."""
-    with store.transaction() as session:
-        session.add(
-            Event(job_id=job_id, at=utcnow(), kind=EVENT_CREATE_CONFIRMED, message=message[:2000])
-        )
-
-
 def record_surplus(store: Store, job_id: int, names: Sequence[str]) -> list[tuple[str, int]]:
     """Track further batches from one submit before they are cancelled and deleted
     (invariant 9: tracked or deleted, never neither). Names already tracked are skipped."""
@@ -360,39 +306,3 @@ def mark_surplus_deleted(store: Store, job_id: int) -> None:
         job.cleaned_at = now
         message = f"deleted the surplus batch {job.batch_name}"
         session.add(Event(job_id=job_id, at=now, kind=EVENT_CLEANED_UP, message=message))
-
-
-def tracked_files(store: Store, names: Sequence[str]) -> set[str]:
-    """Which of these remote file names some job holds (as its upload, input or result)."""
-    if not names:
-        return set()
-    with store.reading() as session:
-        rows = session.execute(
-            select(Job.uploaded_file_name, Job.dest_file_name).where(
-                or_(Job.uploaded_file_name.in_(names), Job.dest_file_name.in_(names))
-            )
-        ).all()
-    return {name for row in rows for name in row if name in names}
-
-
-def settled_intent_names(store: Store, since: datetime, owner: str) -> set[str]:
-    """Display names of the intents recorded since ``since`` that no other live
-    submit holds: an upload that carries one and that no job records is a stray."""
-    with store.reading() as session:
-        now = db_now(session)
-        rows = session.execute(
-            select(Job.display_name, Job.lease_owner, Job.lease_expires_at).where(
-                Job.submit_state.is_not(None),
-                Job.display_name.is_not(None),
-                Job.added_at >= since,
-            )
-        ).all()
-    return {
-        str(name)
-        for name, holder, expires in rows
-        if holder is None
-        or holder == owner
-        or expires is None
-        or expires < now
-        or holder_is_dead(holder)
-    }
