@@ -28,8 +28,12 @@ def upgrade(config, revision, **kw):
     real(config, "0001", **kw)
     os.kill(os.getpid(), signal.SIGKILL)
 command.upgrade = upgrade
-from gembatch.store.database import open_store
-open_store("sqlite:///" + sys.argv[1])
+if sys.argv[2] == "open":
+    from gembatch.store.database import open_store
+    open_store("sqlite:///" + sys.argv[1])
+else:
+    from gembatch.cli import main
+    main(["--db", sys.argv[1], "db", "upgrade"])
 """
 
 
@@ -41,11 +45,13 @@ def _tables(path: Path) -> set[str]:
         conn.close()
 
 
+@pytest.mark.parametrize("how", ["open", "db upgrade"])
 def test_a_kill_while_a_new_database_is_migrated_leaves_no_database_under_its_name(
-    tmp_path: Path,
+    tmp_path: Path, how: str
 ) -> None:
     db = tmp_path / "gembatch.db"
-    done = subprocess.run([sys.executable, "-c", _KILL_MID_MIGRATION, str(db)], timeout=60)
+    script = [sys.executable, "-c", _KILL_MID_MIGRATION, str(db), how]
+    done = subprocess.run(script, timeout=60)
     assert done.returncode == -signal.SIGKILL
     assert not db.exists()
     left = [p.name for p in tmp_path.iterdir() if not p.name.endswith(".migrate.lock")]
@@ -160,3 +166,31 @@ def test_a_migration_lock_timeout_leaves_the_holders_lock_in_place(
     assert not db.exists()
     open_store(f"sqlite:///{db}").dispose()
     assert os.path.exists(db)
+
+
+def test_db_current_makes_no_database(tmp_path: Path) -> None:
+    db = tmp_path / "none.db"
+    result = invoke("--db", str(db), "db", "current")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("(empty) (head ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_db_upgrade_makes_a_whole_database_and_says_so(tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    result = invoke("--db", str(db), "db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"upgraded (empty) -> {head_revision()}"
+    assert invoke("--db", str(db), "db", "upgrade").output.strip() == (
+        f"already at {head_revision()}"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.db", "new.db.migrate.lock"]
+
+
+@pytest.mark.parametrize("sub", ["current", "upgrade"])
+def test_db_commands_on_an_unreachable_server_say_so_in_one_line(sub: str) -> None:
+    result = invoke("--db", "postgresql://127.0.0.1:9/nothing", "db", sub)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("gembatch: error:"), result.output
+    assert "127.0.0.1" in lines[0] and "internal error" not in lines[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from gembatch.commands.support import AppContext, pass_app
-from gembatch.store.database import current_revision, head_revision, make_engine, upgrade
+from gembatch.store.database import database_revision, head_revision, upgrade_database
 
 
 @click.group()
@@ -17,13 +17,7 @@ def db() -> None:
 @pass_app
 def db_upgrade(app: AppContext) -> None:
     """Create the database or upgrade it to the newest schema."""
-    engine = make_engine(app.locations.db_url)
-    try:
-        before = current_revision(engine)
-        upgrade(engine)
-        after = current_revision(engine)
-    finally:
-        engine.dispose()
+    before, after = upgrade_database(app.locations.db_url)
     if before == after:
         click.echo(f"already at {after}")
     else:
@@ -34,11 +28,7 @@ def db_upgrade(app: AppContext) -> None:
 @pass_app
 def db_current(app: AppContext) -> None:
     """Print the schema revision of the database and the newest one this gembatch knows."""
-    engine = make_engine(app.locations.db_url)
-    try:
-        current = current_revision(engine)
-    finally:
-        engine.dispose()
+    current = database_revision(app.locations.db_url)
     head = head_revision()
     status = "up to date" if current == head else "needs upgrade"
     click.echo(f"{current or '(empty)'} (head {head}, {status})")

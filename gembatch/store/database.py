@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -267,7 +267,7 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
     """Open the database at ``url``, creating it and upgrading its schema as needed."""
     engine = make_engine(url)
     created = False
-    try:
+    with _opening_errors(url, engine):
         database = _sqlite_file(engine)
         if migrate and database is not None and not database.exists():
             created = newfile.create(database, lambda temp: _build(url, temp))
@@ -275,28 +275,60 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
             head = head_revision()
             if current_revision(engine) != head:
                 upgrade(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    return Store(url=url, engine=engine, sessions=sessions, created=created)
+
+
+def upgrade_database(url: str) -> tuple[str | None, str | None]:
+    """``gembatch db upgrade``: the schema revision before and after. A new SQLite
+    file is made whole or not at all, as by :func:`open_store`."""
+    engine = make_engine(url)
+    try:
+        with _opening_errors(url, engine):
+            database = _sqlite_file(engine)
+            if database is not None and not database.exists():
+                newfile.create(database, lambda temp: _build(url, temp))
+                return None, current_revision(engine)
+            before = current_revision(engine)
+            upgrade(engine)
+            return before, current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def database_revision(url: str) -> str | None:
+    """``gembatch db current``: the schema revision, None for an empty database.
+    A SQLite file that does not exist stays so."""
+    engine = make_engine(url)
+    try:
+        with _opening_errors(url, engine):
+            database = _sqlite_file(engine)
+            if database is not None and not database.exists():
+                return None
+            return current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _opening_errors(url: str, engine: Engine) -> Iterator[None]:
+    """What can go wrong opening a database, as one line naming it (password hidden);
+    the engine is disposed of on the way out."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        yield
     except StoreError:
         engine.dispose()
         raise
     except CommandError:
         engine.dispose()
-        shown = make_url(url).render_as_string(hide_password=True)
         raise StoreError(
             f"{shown}: its schema is newer than this gembatch knows (head {head_revision()}); "
             "upgrade gembatch"
         ) from None
-    except OperationalError as exc:
-        engine.dispose()
-        raise StoreError(
-            f"{make_url(url).render_as_string(hide_password=True)}: {short_error(exc)}"
-        ) from None
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise StoreError(
-            f"{make_url(url).render_as_string(hide_password=True)}: {short_error(exc)}"
-        ) from None
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    return Store(url=url, engine=engine, sessions=sessions, created=created)
+        raise StoreError(f"{shown}: {short_error(exc)}") from None
 
 
 def _build(url: str, temp: Path) -> None:
