@@ -98,7 +98,7 @@ class _BulkInsert:
     ) -> None:
         dialect = conn.dialect
         compiled = insert(target).compile(dialect=dialect, column_keys=list(names))
-        self.conn = conn
+        self._conn = conn
         self.sql = str(compiled)
         self.positional = bool(compiled.positional)
         self.names = list(compiled.positiontup or names) if self.positional else list(names)
@@ -141,7 +141,7 @@ class _BulkInsert:
                     values[i] = proc(values[i])
             final = order(values + fixed)
             params.append(final if self.positional else dict(zip(self.names, final, strict=True)))
-        self.conn.exec_driver_sql(self.sql, params)
+        self._conn.exec_driver_sql(self.sql, params)
 
 
 _SAMPLES = (
@@ -183,7 +183,7 @@ class ImportTransaction:
     """The statements of one import, all on the connection of its one transaction."""
 
     def __init__(self, conn: Connection, columns: Sequence[str]) -> None:
-        self.conn = conn
+        self._conn = conn
         self.columns = tuple(columns)
         self.table_was_empty = False
         self.insert_jobs = _BulkInsert(
@@ -195,21 +195,21 @@ class ImportTransaction:
     def start(self) -> None:
         # Names seen earlier in this file, for duplicate detection with flat
         # memory. Created inside the transaction, so a rollback removes it too.
-        self.conn.execute(
+        self._conn.execute(
             text(
                 f"CREATE TEMPORARY TABLE {_SEEN} (batch_name VARCHAR(255) PRIMARY KEY, "
                 "line INTEGER NOT NULL, fingerprint BIGINT NOT NULL)"
             )
         )
         # Inside the write transaction (BEGIN IMMEDIATE on SQLite), so it stays true.
-        self.table_was_empty = self.conn.execute(select(_jobs.c.id).limit(1)).first() is None
+        self.table_was_empty = self._conn.execute(select(_jobs.c.id).limit(1)).first() is None
 
     def finish(self) -> None:
-        self.conn.execute(text(f"DROP TABLE {_SEEN}"))
+        self._conn.execute(text(f"DROP TABLE {_SEEN}"))
 
     def seen_before(self, names: Sequence[str]) -> list[SeenLine]:
         """Which of ``names`` an earlier chunk of this file already carried."""
-        rows = self.conn.execute(
+        rows = self._conn.execute(
             select(_seen.c.batch_name, _seen.c.line, _seen.c.fingerprint).where(
                 _seen.c.batch_name.in_(list(names))
             )
@@ -235,7 +235,7 @@ class ImportTransaction:
             .where(_jobs.c.batch_name.in_(list(names)))
             .with_for_update()
         )
-        result = self.conn.execute(query)
+        result = self._conn.execute(query)
         keys = list(result.keys())
         return {row.batch_name: dict(zip(keys, row, strict=True)) for row in result}
 
@@ -258,7 +258,7 @@ class ImportTransaction:
                 {"added_at": at, "dest_inline": False, "error_count": 0},
             )
             by_name = {job.values["batch_name"]: job for job in new}
-            created = self.conn.execute(
+            created = self._conn.execute(
                 select(_jobs.c.id, _jobs.c.batch_name).where(_jobs.c.batch_name.in_(list(by_name)))
             )
             for job_id, name in created:
@@ -270,7 +270,7 @@ class ImportTransaction:
                 .where(_jobs.c.id == bindparam("_id"))
                 .values({k: bindparam(k) for k in keys})
             )
-            self.conn.execute(stmt, params)
+            self._conn.execute(stmt, params)
         self.insert_events(events, {"at": at, "kind": EVENT_IMPORTED})
 
 

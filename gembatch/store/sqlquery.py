@@ -97,7 +97,7 @@ _SQLITE_ACTION_NAMES = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class QueryResult:
     """Column names and a lazy row iterator, valid inside :func:`run_query`'s block."""
 
