@@ -61,8 +61,8 @@ def import_jobinfo(
     report = ImportReport(file=shown)
     handle = open_jobinfo(source, shown)
     try:
-        with importing(store, RECORD_FIELDS) as transaction:
-            run = _Run(transaction, report, skip_bad, source.parent, target_dir, reject_sink)
+        with importing(store, RECORD_FIELDS) as statements:
+            run = _Run(statements, report, skip_bad, source.parent, target_dir, reject_sink)
             for number, raw, complete in read_lines(handle, shown, reject_sink):
                 run.line(number, raw, complete)
             run.finish()
@@ -86,14 +86,14 @@ class _Run:
 
     def __init__(
         self,
-        transaction: ImportTransaction,
+        statements: ImportTransaction,
         report: ImportReport,
         skip_bad: bool,
         from_dir: Path,
         to_dir: Path,
         reject_sink: IO[bytes] | None,
     ) -> None:
-        self.transaction = transaction
+        self.statements = statements
         self.report = report
         self.skip_bad = skip_bad
         self.from_dir = from_dir
@@ -138,12 +138,12 @@ class _Run:
         if not self.chunk:
             return
         chunk, self.chunk = self.chunk, {}
-        for name, line, fp in self.transaction.seen_before(list(chunk)):
+        for name, line, fp in self.statements.seen_before(list(chunk)):
             item = chunk.pop(name)
             self.bad.duplicate(item.line, name, line, fp, item.fingerprint, item.raw)
         if not chunk:
             return
-        self.transaction.remember_seen(
+        self.statements.remember_seen(
             [SeenLine(n, p.line, p.fingerprint) for n, p in chunk.items()]
         )
         if self.report.bad_total and not self.skip_bad:
@@ -151,7 +151,7 @@ class _Run:
         self._merge(chunk)
 
     def _merge(self, chunk: dict[str, _Pending]) -> None:
-        current = self.transaction.current_rows(list(chunk))
+        current = self.statements.current_rows(list(chunk))
         new: list[NewJob] = []
         changed: list[JobChange] = []
         for name, item in chunk.items():
@@ -173,5 +173,5 @@ class _Run:
                     f"{self.report.file}:{item.line}: updated {', '.join(changes)}",
                 )
             )
-        self.transaction.apply(new, changed)
+        self.statements.apply(new, changed)
         self.report.new += len(new)
