@@ -75,11 +75,14 @@ def cleanup(
         export_jobinfo(store, app.locations.job_info, base_dir=app.locations.base_dir)
     for resource, error in result.failed:
         click.echo(f"not deleted: {resource.kind} {resource.name}: {error}", err=True)
+    for what, holder in result.busy:
+        click.echo(f"left to the poller working on it ({holder}): {what}", err=True)
+    busy = f", {len(result.busy)} left to a running poller" if result.busy else ""
     click.echo(
         f"done: {len(result.deleted)} deleted, {len(result.gone)} already gone, "
-        f"{len(result.failed)} failed"
+        f"{len(result.failed)} failed{busy}"
     )
-    if result.failed:
+    if result.failed or result.busy:
         click.get_current_context().exit(1)
 
 

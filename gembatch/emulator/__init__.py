@@ -2,9 +2,10 @@
 
 Point any script at it with ``GOOGLE_GEMINI_BASE_URL=<base url>`` (and any API key), or
 ``HttpOptions(base_url=..., api_version="v1beta")``. It serves the Developer API batch
-endpoints under ``v1``, ``v1beta`` and ``v1alpha`` as ``docs/gemini-batch-protocol.md``
-records them: resumable upload, files get/list/delete/download, batch create (file or
-inline), get, list, cancel, delete. It is a server: it never imports the SDK.
+endpoints under ``v1``, ``v1beta`` and ``v1alpha`` as the project's reference
+``shared/docs/gemini-batch-protocol.md`` (beside the checkout) records them: resumable
+upload, files get/list/delete/download, batch create (file or inline), get, list,
+cancel, delete. It is a server: it never imports the SDK.
 
 Python::
 

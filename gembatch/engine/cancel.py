@@ -6,6 +6,7 @@ once and whatever state it reports is recorded; ``poll`` records the rest.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from gembatch.store.cancels import (
     record_cancel_request,
 )
 from gembatch.store.database import Store
+from gembatch.store.tracker import JobBusy
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,19 @@ def cancel_job(store: Store, gemini: Gemini, job_id: int) -> CancelOutcome:
     try:
         gemini.cancel_batch(batch_name)
     except NotFound:
-        tracker.record_error(store, job_id, f"cancel: {batch_name} no longer exists remotely")
+        _note_error(store, job_id, f"cancel: {batch_name} no longer exists remotely")
         return outcome("failed", f"{batch_name} no longer exists remotely")
     except RemoteError as exc:
-        tracker.record_error(store, job_id, f"cancel: {exc}")
+        _note_error(store, job_id, f"cancel: {exc}")
         return outcome("failed", str(exc))
-    record_cancel_request(store, job_id, batch_name)
     try:
+        record_cancel_request(store, job_id, batch_name)
         change = tracker.apply_remote(store, job_id, gemini.get_batch(batch_name))
+    except JobBusy as busy:
+        # The user's cancel has gone out; the row is the poller's to write.
+        return outcome(
+            "requested", f"cancel requested; the poll holding it records its state ({busy.holder})"
+        )
     except RemoteError as exc:
         return outcome("requested", f"cancel requested; could not read its state yet ({exc})")
     if change.new == states.CANCELLED:
@@ -98,6 +105,12 @@ def cancel_job(store: Store, gemini: Gemini, job_id: int) -> CancelOutcome:
     if states.is_terminal(change.new):
         return outcome("skipped", f"finished as {states.short(change.new)} before the cancel")
     return outcome("requested", "cancel requested; `gembatch poll` records when it stops")
+
+
+def _note_error(store: Store, job_id: int, message: str) -> None:
+    """On the job, unless a poller holds it: the outcome shows the error either way."""
+    with contextlib.suppress(JobBusy):
+        tracker.record_error(store, job_id, message)
 
 
 def cancel_jobs(

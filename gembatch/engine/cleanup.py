@@ -19,20 +19,26 @@ safe yet, the input stays (:func:`input_needed_by`, used by the poller too).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from gembatch.common import states
 from gembatch.common.locations import Locations
 from gembatch.engine.downloads import results_safe
+from gembatch.engine.heartbeat import Heartbeat
 from gembatch.remote.client import Gemini
 from gembatch.remote.errors import NotFound, RemoteError
-from gembatch.store import tracker
+from gembatch.store import leases, tracker
 from gembatch.store.cleanups import CleanupJob, cleanup_jobs, input_users
 from gembatch.store.database import Store
 from gembatch.store.submits import FAILED, PENDING
+from gembatch.store.tracker import LeaseLost
 
 LIST_PAGE_SIZE = 100
+# How long cleanup holds a job it deletes from; renewed while it runs.
+LEASE_TTL = timedelta(minutes=5)
 BATCH = "batch"
 FILE = "file"
 
@@ -61,6 +67,9 @@ class CleanupResult:
     deleted: list[Resource] = field(default_factory=list)
     gone: list[Resource] = field(default_factory=list)
     failed: list[tuple[Resource, str]] = field(default_factory=list)
+    # Left alone: a live poller leases the job, and deletes what it must itself.
+    # (what was left, who holds it)
+    busy: list[tuple[str, str]] = field(default_factory=list)
     cleaned_jobs: int = 0
 
 
@@ -247,10 +256,36 @@ def execute(
 ) -> CleanupResult:
     """Delete what the plan lists; a job is marked cleaned once all of its resources are gone.
 
-    With ``locations``, a job whose deletes rest on its results is checked again
-    just before its first delete: the plan may be minutes old (a confirmation
-    prompt), and its result file moved or changed meanwhile (invariant 2).
+    Each job is leased while its resources go (invariant 8): one a live poller
+    holds is left to that poller. With ``locations``, a job whose deletes rest
+    on its results is checked again just before its first delete: the plan may
+    be minutes old (a confirmation prompt), and its result file moved or
+    changed meanwhile (invariant 2).
     """
+    owner = leases.make_owner()
+    job_ids = {r.job_id for r in plan.delete if r.job_id is not None} | set(plan.jobs)
+    others = leases.hold(store, sorted(job_ids), owner, LEASE_TTL)
+    held = sorted(job_ids - set(others))
+
+    def renew(ids: list[int]) -> set[int]:
+        return leases.renew(store, ids, owner, LEASE_TTL)
+
+    try:
+        with Heartbeat(renew, held, LEASE_TTL.total_seconds() / 3) as beat:
+            return _delete(store, gemini, plan, locations, owner, others, beat)
+    finally:
+        leases.release(store, held, owner)
+
+
+def _delete(
+    store: Store,
+    gemini: Gemini,
+    plan: CleanupPlan,
+    locations: Locations | None,
+    owner: str,
+    others: dict[int, str],
+    beat: Heartbeat,
+) -> CleanupResult:
     result = CleanupResult()
     notes: dict[int, list[str]] = {}
     broken: set[int] = set()
@@ -259,6 +294,11 @@ def execute(
     unsafe: set[int] = set()
     for resource in plan.delete:
         job_id = resource.job_id
+        if job_id is not None and (job_id in others or not beat.holds(job_id)):
+            broken.add(job_id)
+            holder = others.get(job_id, "another gembatch")
+            result.busy.append((f"{resource.kind} {resource.name}", holder))
+            continue
         if locations is not None and job_id in plan.guarded and job_id not in checked:
             checked.add(job_id)
             job = fresh.get(job_id)
@@ -266,7 +306,8 @@ def execute(
                 unsafe.add(job_id)
                 broken.add(job_id)
                 message = "cleanup: its results changed since the listing; nothing deleted"
-                tracker.record_error(store, job_id, message)
+                with contextlib.suppress(LeaseLost):
+                    tracker.record_error(store, job_id, message, owner=owner)
         if job_id in unsafe:
             result.failed.append((resource, "results changed since the listing"))
             continue
@@ -280,15 +321,22 @@ def execute(
             note = f"{resource.kind} {resource.name} already gone"
         except RemoteError as exc:
             result.failed.append((resource, str(exc)))
-            if resource.job_id is not None:
-                broken.add(resource.job_id)
-                tracker.record_error(store, resource.job_id, f"cleanup: {exc}")
+            if job_id is not None:
+                broken.add(job_id)
+                with contextlib.suppress(LeaseLost):
+                    tracker.record_error(store, job_id, f"cleanup: {exc}", owner=owner)
             continue
-        if resource.job_id is not None:
-            notes.setdefault(resource.job_id, []).append(note)
+        if job_id is not None:
+            notes.setdefault(job_id, []).append(note)
     for job_id, label in plan.jobs.items():
-        if job_id in broken:
+        if job_id in broken or job_id in others:
             continue
-        tracker.record_cleanup(store, job_id, f"{label}: " + "; ".join(notes.get(job_id, [])))
+        note = f"{label}: " + "; ".join(notes.get(job_id, []))
+        try:
+            tracker.record_cleanup(store, job_id, note, owner=owner)
+        except LeaseLost:
+            # Taken over mid-run (the heartbeat failed): its new holder finishes it.
+            result.busy.append((f"the record of {label}", "another gembatch"))
+            continue
         result.cleaned_jobs += 1
     return result

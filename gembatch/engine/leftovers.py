@@ -35,6 +35,7 @@ from gembatch.engine.units import DUPLICATE, RECONCILE_SLACK, UNDONE, Outcome
 from gembatch.remote.errors import NotFound, RemoteError
 from gembatch.store import strays, submits, tracker
 from gembatch.store.submits import FAILED, Leftover, claim_leftovers
+from gembatch.store.tracker import JobBusy
 
 if TYPE_CHECKING:
     from gembatch.engine.submit import Submitter
@@ -177,8 +178,8 @@ def cancel_surplus(
 
 def _cancel_and_delete(submitter: Submitter, row: int, remote: RemoteBatch) -> bool:
     store, gemini = submitter.store, submitter.gemini
-    tracker.apply_remote(store, row, remote)
     try:
+        tracker.apply_remote(store, row, remote)
         if not states.is_terminal(remote.state):
             gemini.cancel_batch(remote.name)
             remote = gemini.get_batch(remote.name)
@@ -190,6 +191,9 @@ def _cancel_and_delete(submitter: Submitter, row: int, remote: RemoteBatch) -> b
         if remote.dest_file_name:
             gemini.delete_file(remote.dest_file_name)
         gemini.delete_batch(remote.name)
+    except JobBusy:
+        # A poller took the new row at once: it is that poller's job now, as any.
+        return False
     except NotFound:
         pass
     except RemoteError as exc:

@@ -66,6 +66,7 @@ from gembatch.remote.errors import Interrupted, NotFound, RemoteError
 from gembatch.store import leases, strays, submits, tracker
 from gembatch.store.database import Store
 from gembatch.store.submits import FAILED, INTENT_TTL, PENDING, SUBMITTED, EarlierSubmit
+from gembatch.store.tracker import JobBusy
 
 _RENEW_EVERY_S = 60.0
 
@@ -283,7 +284,9 @@ class Submitter:
         adoption = submits.adopt(self.store, job_id, primary.name, [b.name for b in extras], how)
         if adoption.conflict is not None:
             return Outcome(shown, FAILED, adoption.conflict, job_id, primary.name)
-        tracker.apply_remote(self.store, job_id, primary)
+        # A poller may claim the adopted job at once; it then records the state itself.
+        with contextlib.suppress(JobBusy):
+            tracker.apply_remote(self.store, job_id, primary)
         surplus = cancel_surplus(self, adoption.duplicates, extras)
         self.export()
         message = f"{how}: {primary.name}"

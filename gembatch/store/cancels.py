@@ -15,6 +15,7 @@ from gembatch.common import states
 from gembatch.common.timeutil import now as utcnow
 from gembatch.store.database import Store
 from gembatch.store.models import EVENT_CANCEL_REQUESTED, Event, Job
+from gembatch.store.tracker import job_for_write
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def open_job_ids(store: Store) -> list[int]:
 def record_cancel_request(store: Store, job_id: int, batch_name: str) -> None:
     now = utcnow()
     with store.transaction() as session:
-        job = session.get_one(Job, job_id)
+        job = job_for_write(session, job_id, None)
         job.cancel_requested_at = now
         session.add(
             Event(

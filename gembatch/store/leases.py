@@ -15,18 +15,16 @@ lease simply expires.
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from gembatch.common.processes import UNKNOWN_BOOT, machine_identity, pid_alive
 from gembatch.store.database import Store
 from gembatch.store.models import Job
+from gembatch.store.owners import holder_is_dead as holder_is_dead
+from gembatch.store.owners import make_owner as make_owner
 from gembatch.store.tracker import WorkItem, db_now, work_filter, work_item
 
 _CHUNK = 500
@@ -56,21 +54,7 @@ def claim(
     for chunk in _chunks(list(ids)):
         with store.transaction() as session:
             now = db_now(session)
-            _reclaim_from_dead_holders(session, chunk, owner, now)
-            session.execute(
-                update(Job)
-                .where(
-                    Job.id.in_(chunk),
-                    or_(
-                        Job.lease_owner.is_(None),
-                        Job.lease_owner == owner,
-                        Job.lease_expires_at.is_(None),
-                        Job.lease_expires_at < now,
-                    ),
-                )
-                .values(lease_owner=owner, lease_expires_at=now + ttl)
-                .execution_options(synchronize_session=False)
-            )
+            _take(session, chunk, owner, now + ttl, now)
             query = (
                 select(Job)
                 .where(Job.id.in_(chunk), Job.lease_owner == owner, work_filter(keep_remote))
@@ -78,6 +62,43 @@ def claim(
             )
             won.extend(work_item(job) for job in session.scalars(query))
     return won
+
+
+def _take(
+    session: Session, chunk: Sequence[int], owner: str, until: datetime, now: datetime
+) -> None:
+    """Lease every job of ``chunk`` that no live holder has (dead holders here are
+    cleared first): one conditional UPDATE, so of two takers exactly one wins."""
+    _reclaim_from_dead_holders(session, chunk, owner, now)
+    session.execute(
+        update(Job)
+        .where(
+            Job.id.in_(chunk),
+            or_(
+                Job.lease_owner.is_(None),
+                Job.lease_owner == owner,
+                Job.lease_expires_at.is_(None),
+                Job.lease_expires_at < now,
+            ),
+        )
+        .values(lease_owner=owner, lease_expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def hold(store: Store, ids: Sequence[int], owner: str, ttl: timedelta) -> dict[int, str]:
+    """For a command that is not a poller (cleanup): lease each of ``ids`` whatever
+    work it needs. Returns the jobs it could not have, with the live holder of each."""
+    others: dict[int, str] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        with store.transaction() as session:
+            now = db_now(session)
+            _take(session, chunk, owner, now + ttl, now)
+            rows = session.execute(
+                select(Job.id, Job.lease_owner).where(Job.id.in_(chunk), Job.lease_owner != owner)
+            ).all()
+            others.update({job_id: str(holder) for job_id, holder in rows})
+    return others
 
 
 def _reclaim_from_dead_holders(
@@ -100,46 +121,6 @@ def _reclaim_from_dead_holders(
             .values(lease_owner=None, lease_expires_at=None)
             .execution_options(synchronize_session=False)
         )
-
-
-def make_owner(pid: int | None = None) -> str:
-    """``host:pid:space:random``: the random part names the holder, the rest only
-    lets :func:`holder_is_dead` ask the kernel. ``pid`` is for tests."""
-    return f"{_host()}:{pid or os.getpid()}:{_process_space()}:{uuid.uuid4().hex[:12]}"
-
-
-def _host() -> str:
-    # The owner column holds 128 characters; the host part is informative only.
-    return socket.gethostname()[:64]
-
-
-def _process_space() -> str:
-    """Which pids ``os.kill`` can see: this machine (pid namespace included) and
-    this boot. "-" where the system cannot say which boot (then no lease is
-    cleared early)."""
-    machine, boot = machine_identity()
-    return "-" if boot == UNKNOWN_BOOT else f"{machine}{boot}"
-
-
-def holder_is_dead(holder: str) -> bool:
-    """True only when the holder ran in this process space and its process is gone.
-
-    A holder written by another machine or container, by an older gembatch
-    (``host:pid:random``), or where /proc is absent is never judged dead: its
-    lease expires by the database's clock once its heartbeat stops.
-    """
-    parts = holder.split(":")
-    if len(parts) != 4:
-        return False
-    host, pid_text, space, _ = parts
-    if host != _host() or space == "-" or space != _process_space():
-        return False
-    if not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False  # another poller in this very process (tests): alive by definition
-    return not pid_alive(pid)
 
 
 def renew(store: Store, ids: Sequence[int], owner: str, ttl: timedelta) -> set[int]:

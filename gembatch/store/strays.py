@@ -17,8 +17,8 @@ from sqlalchemy import or_, select
 
 from gembatch.common.timeutil import now as utcnow
 from gembatch.store.database import Store
-from gembatch.store.leases import holder_is_dead
 from gembatch.store.models import Event, Job
+from gembatch.store.owners import holder_is_dead
 from gembatch.store.submits import FAILED, SUBMITTED
 from gembatch.store.tracker import db_now
 

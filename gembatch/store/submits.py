@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from gembatch.common.timeutil import now as utcnow
 from gembatch.store.database import Store
-from gembatch.store.leases import holder_is_dead
 from gembatch.store.models import (
     EVENT_CLEANED_UP,
     EVENT_SUBMIT_FAILED,
@@ -28,6 +27,7 @@ from gembatch.store.models import (
     Event,
     Job,
 )
+from gembatch.store.owners import holder_is_dead
 from gembatch.store.tracker import db_now
 
 # jobs.submit_state

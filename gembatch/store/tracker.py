@@ -4,7 +4,9 @@ The poll engine decides *what* to do; this module is the only place that
 writes job progress, so the rules (never move backwards, error counting) live
 in one spot. Who may write a job at all is :mod:`gembatch.store.leases`; a
 writer that holds a lease passes ``owner``, and the write happens only while
-that lease is still its own by the database's clock (invariant 8).
+that lease is still its own by the database's clock (invariant 8). A writer
+without one (``owner=None``) may write only a job that no live holder leases:
+otherwise :class:`JobBusy`, and the holder records what it finds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from gembatch.store.models import (
     Event,
     Job,
 )
+from gembatch.store.owners import holder_is_dead
 
 # Inline results can be megabytes; the stored batch object keeps only their count.
 _INLINE_KEY = "inlinedResponses"
@@ -40,6 +43,15 @@ class LeaseLost(Exception):
     def __init__(self, job_id: int) -> None:
         super().__init__(f"job {job_id}: its lease passed to another gembatch poller")
         self.job_id = job_id
+
+
+class JobBusy(Exception):
+    """A live holder leases the job: only it writes the job until it lets go."""
+
+    def __init__(self, job_id: int, holder: str) -> None:
+        super().__init__(f"job {job_id}: a gembatch poller is working on it ({holder})")
+        self.job_id = job_id
+        self.holder = holder
 
 
 def db_now(session: Session) -> datetime:
@@ -58,27 +70,30 @@ def db_now(session: Session) -> datetime:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
-def _job(session: Session, job_id: int, owner: str | None) -> Job:
-    """The job to write; with ``owner``, only while that lease holds (else LeaseLost).
+def job_for_write(session: Session, job_id: int, owner: str | None) -> Job:
+    """The job to write; with ``owner``, only while that lease holds (else
+    :class:`LeaseLost`); without, only while no live holder leases it (else
+    :class:`JobBusy`).
 
     The row is locked (``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already
     serialises writers) so that no claim can take the lease between this
     check and the commit.
     """
+    now = db_now(session)
     if owner is None:
-        return session.get_one(Job, job_id)
-    job = session.scalars(
+        job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).one()
+        holder, expires = job.lease_owner, job.lease_expires_at
+        if holder and expires is not None and expires >= now and not holder_is_dead(holder):
+            raise JobBusy(job_id, holder)
+        return job
+    found = session.scalars(
         select(Job)
-        .where(
-            Job.id == job_id,
-            Job.lease_owner == owner,
-            Job.lease_expires_at >= db_now(session),
-        )
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.lease_expires_at >= now)
         .with_for_update()
     ).one_or_none()
-    if job is None:
+    if found is None:
         raise LeaseLost(job_id)
-    return job
+    return found
 
 
 @dataclass(frozen=True)
@@ -221,7 +236,7 @@ def apply_remote(
 ) -> StateChange:
     """Record what the API said about a job. A terminal state is never left again."""
     with store.transaction() as session:
-        job = _job(session, job_id, owner)
+        job = job_for_write(session, job_id, owner)
         old = job.state
         new = remote.state
         conflict = None
@@ -278,7 +293,7 @@ def record_download(
 ) -> WorkItem:
     """Results are on disk (renamed into place and fsync'd) — or there are none to keep."""
     with store.transaction(durable=True) as session:
-        job = _job(session, job_id, owner)
+        job = job_for_write(session, job_id, owner)
         job.result_path = path
         job.result_size = size
         job.result_sha256 = sha256
@@ -293,14 +308,14 @@ def record_download(
 def forget_download(store: Store, job_id: int, reason: str, *, owner: str | None = None) -> None:
     """The recorded result file is gone or altered: download it again before any delete."""
     with store.transaction() as session:
-        job = _job(session, job_id, owner)
+        job = job_for_write(session, job_id, owner)
         job.downloaded_at = None
         _event(session, job, EVENT_ERROR, reason)
 
 
 def record_cleanup(store: Store, job_id: int, note: str, *, owner: str | None = None) -> None:
     with store.transaction() as session:
-        job = _job(session, job_id, owner)
+        job = job_for_write(session, job_id, owner)
         job.cleaned_at = utcnow()
         job.last_error = None
         job.error_count = 0
@@ -310,7 +325,7 @@ def record_cleanup(store: Store, job_id: int, note: str, *, owner: str | None = 
 def record_error(store: Store, job_id: int, message: str, *, owner: str | None = None) -> int:
     """Store a failure on its job (and only there); returns the consecutive error count."""
     with store.transaction() as session:
-        job = _job(session, job_id, owner)
+        job = job_for_write(session, job_id, owner)
         job.last_error = message[:2000]
         job.error_count = (job.error_count or 0) + 1
         _event(session, job, EVENT_ERROR, message[:2000])
@@ -321,7 +336,7 @@ def record_polled(
     store: Store, job_id: int, when: datetime | None = None, *, owner: str | None = None
 ) -> None:
     with store.transaction() as session:
-        job = _job(session, job_id, owner)
+        job = job_for_write(session, job_id, owner)
         job.last_polled_at = when or utcnow()
 
 

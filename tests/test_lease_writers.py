@@ -1,0 +1,126 @@
+"""Invariant 8 for the commands that are not pollers: `cancel` and `cleanup` never
+write a job (nor delete its remote resources) while another live holder leases it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from test_cleanup import cleanup, workspace
+from test_leases import add
+from test_submit import KEY, jobs, write_input
+
+from gembatch.common import states
+from gembatch.common.locations import sqlite_url
+from gembatch.emulator import Emulator
+from gembatch.store import leases, tracker
+from gembatch.store.database import Store, open_store
+from gembatch.store.tracker import JobBusy
+
+# A poller on another machine: its lease can only expire, never be judged dead.
+ELSEWHERE = "otherhost:4242:-:0123456789ab"
+
+
+def lease(workdir: Path, ids: list[int], owner: str = ELSEWHERE) -> None:
+    store = open_store(sqlite_url(workdir / "gembatch.db"))
+    try:
+        won = {item.id for item in leases.claim(store, ids, owner, timedelta(minutes=10))}
+        assert won == set(ids)
+    finally:
+        store.dispose()
+
+
+def unlease(workdir: Path, ids: list[int], owner: str = ELSEWHERE) -> None:
+    store = open_store(sqlite_url(workdir / "gembatch.db"))
+    try:
+        leases.release(store, ids, owner)
+    finally:
+        store.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = (
+        sqlite_url(tmp_path / "t.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_schema_url")
+    )
+    opened = open_store(url)
+    yield opened
+    opened.dispose()
+
+
+def test_an_unleased_write_waits_for_no_live_holder(db: Store) -> None:
+    store = db
+    job_id = add(store, "batches/held", states.RUNNING)
+    assert leases.claim(store, [job_id], ELSEWHERE, timedelta(minutes=10))
+    with pytest.raises(JobBusy) as busy:
+        tracker.record_error(store, job_id, "from a command holding no lease")
+    assert ELSEWHERE in str(busy.value)
+    assert tracker.refresh(store, job_id).error_count == 0
+    # The holder itself still writes; once it lets go, anyone may.
+    tracker.record_error(store, job_id, "from the holder", owner=ELSEWHERE)
+    leases.release(store, [job_id], ELSEWHERE)
+    tracker.record_error(store, job_id, "after the release")
+    assert tracker.refresh(store, job_id).error_count == 2
+
+
+def test_an_expired_lease_holds_nothing_back(db: Store) -> None:
+    store = db
+    job_id = add(store, "batches/lapsed", states.RUNNING)
+    leases.claim(store, [job_id], ELSEWHERE, timedelta(seconds=-1))
+    tracker.record_error(store, job_id, "the lease has run out")
+    assert tracker.refresh(store, job_id).error_count == 1
+
+
+def test_cancel_leaves_a_job_a_poller_holds_to_that_poller(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    write_input(workdir, "a.jsonl", 2)
+    write_input(workdir, "b.jsonl", 2)
+    base = ("--base-url", emulator.base_url)
+    assert run_cli("submit", *base, "batch/a.jsonl", "batch/b.jsonl", env=KEY).exit_code == 0
+    for name in emulator.batch_names():
+        emulator.set_state(name, "RUNNING")
+    held, free = jobs(workdir)
+    lease(workdir, [held.id])
+
+    result = run_cli("cancel", *base, "--all", env=KEY)
+    assert result.exit_code == 0, result.output
+    # The API is asked for both: the user's cancel goes out whoever polls.
+    assert emulator.state_of(held.batch_name or "") == "CANCELLED"
+    assert emulator.state_of(free.batch_name or "") == "CANCELLED"
+    assert "otherhost" in result.output and "records" in result.output
+    after_held, after_free = jobs(workdir)
+    # Nothing written to the held row: its holder records the state it polls.
+    assert after_held.state == held.state and after_held.cancel_requested_at is None
+    assert after_held.error_count == 0 and after_held.lease_owner == ELSEWHERE
+    assert after_free.state == states.CANCELLED and after_free.cancel_requested_at is not None
+
+
+def test_cleanup_leaves_a_job_a_poller_holds_to_that_poller(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    names = workspace(emulator, workdir, run_cli)
+    rows = {row.batch_name: row for row in jobs(workdir)}
+    held = rows[names["done1"]]
+    lease(workdir, [held.id])
+
+    done = cleanup(emulator, "-y", run_cli=run_cli)
+    assert done.exit_code == 1, done.output
+    assert "otherhost" in done.output
+    remaining = set(emulator.batch_names())
+    assert names["done1"] in remaining and names["done2"] not in remaining
+    after = {row.batch_name: row for row in jobs(workdir)}
+    assert after[names["done1"]].cleaned_at is None
+    assert after[names["done1"]].lease_owner == ELSEWHERE
+    assert after[names["done2"]].cleaned_at is not None
+    # cleanup let go of every lease it took.
+    assert all(row.lease_owner is None for name, row in after.items() if name != names["done1"])
+
+    unlease(workdir, [held.id])
+    again = cleanup(emulator, "-y", run_cli=run_cli)
+    assert again.exit_code == 0, again.output
+    assert names["done1"] not in set(emulator.batch_names())
