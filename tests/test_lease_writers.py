@@ -3,6 +3,7 @@ write a job (nor delete its remote resources) while another live holder leases i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from test_submit import KEY, jobs, write_input
 from gembatch.common import states
 from gembatch.common.locations import sqlite_url
 from gembatch.emulator import Emulator
+from gembatch.engine import cancel as cancel_module
 from gembatch.store import leases, tracker
 from gembatch.store.database import Store, open_store
 from gembatch.store.tracker import JobBusy
@@ -75,19 +77,24 @@ def test_an_expired_lease_holds_nothing_back(db: Store) -> None:
     assert tracker.refresh(store, job_id).error_count == 1
 
 
-def test_cancel_leaves_a_job_a_poller_holds_to_that_poller(
-    emulator: Emulator, workdir: Path, run_cli
-) -> None:
+def running_pair(emulator: Emulator, workdir: Path, run_cli):  # type: ignore[no-untyped-def]
     write_input(workdir, "a.jsonl", 2)
     write_input(workdir, "b.jsonl", 2)
     base = ("--base-url", emulator.base_url)
     assert run_cli("submit", *base, "batch/a.jsonl", "batch/b.jsonl", env=KEY).exit_code == 0
     for name in emulator.batch_names():
         emulator.set_state(name, "RUNNING")
-    held, free = jobs(workdir)
+    return jobs(workdir)
+
+
+def test_cancel_leaves_a_job_a_poller_holds_to_that_poller(
+    emulator: Emulator, workdir: Path, run_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cancel_module, "WAIT_FOR_POLLER_S", 0.3)
+    held, free = running_pair(emulator, workdir, run_cli)
     lease(workdir, [held.id])
 
-    result = run_cli("cancel", *base, "--all", env=KEY)
+    result = run_cli("cancel", "--base-url", emulator.base_url, "--all", env=KEY)
     assert result.exit_code == 0, result.output
     # The API is asked for both: the user's cancel goes out whoever polls.
     assert emulator.state_of(held.batch_name or "") == "CANCELLED"
@@ -98,6 +105,26 @@ def test_cancel_leaves_a_job_a_poller_holds_to_that_poller(
     assert after_held.state == held.state and after_held.cancel_requested_at is None
     assert after_held.error_count == 0 and after_held.lease_owner == ELSEWHERE
     assert after_free.state == states.CANCELLED and after_free.cancel_requested_at is not None
+    assert after_free.lease_owner is None
+
+
+def test_cancel_waits_for_a_poll_cycle_to_let_go(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    held, _ = running_pair(emulator, workdir, run_cli)
+    lease(workdir, [held.id])
+    # The cycle ends a moment after the cancel starts: its record is then written.
+    timer = threading.Timer(1.0, unlease, args=(workdir, [held.id]))
+    timer.start()
+    try:
+        result = run_cli("cancel", "--base-url", emulator.base_url, str(held.id), env=KEY)
+    finally:
+        timer.join()
+    assert result.exit_code == 0, result.output
+    assert "done: 1 cancelled" in result.output, result.output
+    (after, _) = jobs(workdir)
+    assert after.state == states.CANCELLED and after.cancel_requested_at is not None
+    assert after.lease_owner is None
 
 
 def test_cleanup_leaves_a_job_a_poller_holds_to_that_poller(

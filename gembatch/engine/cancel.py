@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from gembatch.common import states
@@ -17,7 +19,7 @@ from gembatch.common.locations import Locations
 from gembatch.jobinfo.exporter import export_jobinfo
 from gembatch.remote.client import Gemini
 from gembatch.remote.errors import NotFound, RemoteError
-from gembatch.store import tracker
+from gembatch.store import leases, tracker
 from gembatch.store.cancels import (
     CancelTarget,
     cancel_target,
@@ -25,7 +27,12 @@ from gembatch.store.cancels import (
     record_cancel_request,
 )
 from gembatch.store.database import Store
-from gembatch.store.tracker import JobBusy
+from gembatch.store.tracker import JobBusy, LeaseLost
+
+# A poll cycle holds its jobs until it ends; a cancel waits this long for them.
+WAIT_FOR_POLLER_S = 15.0
+_RETRY_S = 0.5
+LEASE_TTL = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -70,41 +77,44 @@ def resolve_jobs(store: Store, locations: Locations, refs: list[str]) -> list[in
     return chosen
 
 
-def cancel_job(store: Store, gemini: Gemini, job_id: int) -> CancelOutcome:
-    """Cancel one job; errors stay on that job (recorded) and are returned, not raised."""
-    job = cancel_target(store, job_id)
-    batch_name, input_file, state = job.batch_name, job.input_file, job.state
+def _outcome(job: CancelTarget, status: str, message: str) -> CancelOutcome:
+    return CancelOutcome(job.id, job.input_file, job.batch_name, status, message)
 
-    def outcome(status: str, message: str) -> CancelOutcome:
-        return CancelOutcome(job_id, input_file, batch_name, status, message)
 
-    if batch_name is None:
-        return outcome("skipped", "not created yet (a submit is in flight); nothing to cancel")
-    if states.is_terminal(state):
-        return outcome("skipped", f"already {states.short(state)}")
-    try:
-        gemini.cancel_batch(batch_name)
-    except NotFound:
-        _note_error(store, job_id, f"cancel: {batch_name} no longer exists remotely")
-        return outcome("failed", f"{batch_name} no longer exists remotely")
-    except RemoteError as exc:
-        _note_error(store, job_id, f"cancel: {exc}")
-        return outcome("failed", str(exc))
-    try:
-        record_cancel_request(store, job_id, batch_name)
-        change = tracker.apply_remote(store, job_id, gemini.get_batch(batch_name))
-    except JobBusy as busy:
-        # The user's cancel has gone out; the row is the poller's to write.
-        return outcome(
-            "requested", f"cancel requested; the poll holding it records its state ({busy.holder})"
+def _ask(store: Store, gemini: Gemini, job: CancelTarget) -> CancelOutcome | None:
+    """Send one cancel; an outcome when that already settles the job, else None."""
+    if job.batch_name is None:
+        return _outcome(
+            job, "skipped", "not created yet (a submit is in flight); nothing to cancel"
         )
+    if states.is_terminal(job.state):
+        return _outcome(job, "skipped", f"already {states.short(job.state)}")
+    try:
+        gemini.cancel_batch(job.batch_name)
+    except NotFound:
+        _note_error(store, job.id, f"cancel: {job.batch_name} no longer exists remotely")
+        return _outcome(job, "failed", f"{job.batch_name} no longer exists remotely")
     except RemoteError as exc:
-        return outcome("requested", f"cancel requested; could not read its state yet ({exc})")
+        _note_error(store, job.id, f"cancel: {exc}")
+        return _outcome(job, "failed", str(exc))
+    return None
+
+
+def _record(store: Store, gemini: Gemini, job: CancelTarget, owner: str) -> CancelOutcome:
+    """Record the request and the state the API reports now, under this run's lease."""
+    batch_name = job.batch_name or ""
+    try:
+        record_cancel_request(store, job.id, batch_name, owner=owner)
+        change = tracker.apply_remote(store, job.id, gemini.get_batch(batch_name), owner=owner)
+    except LeaseLost:
+        return _outcome(job, "requested", "cancel requested; `gembatch poll` records its state")
+    except RemoteError as exc:
+        return _outcome(job, "requested", f"cancel requested; could not read its state yet ({exc})")
     if change.new == states.CANCELLED:
-        return outcome("cancelled", "cancelled")
+        return _outcome(job, "cancelled", "cancelled")
     if states.is_terminal(change.new):
-        return outcome("skipped", f"finished as {states.short(change.new)} before the cancel")
-    return outcome("requested", "cancel requested; `gembatch poll` records when it stops")
+        return _outcome(job, "skipped", f"finished as {states.short(change.new)} before the cancel")
+    return _outcome(job, "requested", "cancel requested; `gembatch poll` records when it stops")
 
 
 def _note_error(store: Store, job_id: int, message: str) -> None:
@@ -116,10 +126,45 @@ def _note_error(store: Store, job_id: int, message: str) -> None:
 def cancel_jobs(
     store: Store, gemini: Gemini, locations: Locations, job_ids: list[int]
 ) -> list[CancelOutcome]:
-    outcomes = [cancel_job(store, gemini, job_id) for job_id in job_ids]
-    if any(o.status in ("cancelled", "requested", "skipped") for o in outcomes):
+    """Cancel each job; errors stay on that job (recorded) and are returned, not raised.
+
+    Every cancel is sent at once. Its record is written under a lease (invariant
+    8): a job a poll cycle holds is waited for (cycles let go when they end) for
+    up to :data:`WAIT_FOR_POLLER_S`, then left to that poller, which records the
+    state it polls.
+    """
+    outcomes: dict[int, CancelOutcome] = {}
+    asked: dict[int, CancelTarget] = {}
+    for job_id in job_ids:
+        job = cancel_target(store, job_id)
+        settled = _ask(store, gemini, job)
+        if settled is None:
+            asked[job_id] = job
+        else:
+            outcomes[job_id] = settled
+    owner = leases.make_owner()
+    deadline = time.monotonic() + WAIT_FOR_POLLER_S
+    waiting = sorted(asked)
+    others: dict[int, str] = {}
+    while waiting:
+        others = leases.hold(store, waiting, owner, LEASE_TTL)
+        held = [job_id for job_id in waiting if job_id not in others]
+        try:
+            for job_id in held:
+                outcomes[job_id] = _record(store, gemini, asked[job_id], owner)
+        finally:
+            leases.release(store, held, owner)
+        waiting = sorted(others)
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(_RETRY_S)
+    for job_id in waiting:
+        message = f"cancel requested; the poll holding it records its state ({others[job_id]})"
+        outcomes[job_id] = _outcome(asked[job_id], "requested", message)
+    ordered = [outcomes[job_id] for job_id in job_ids]
+    if any(o.status in ("cancelled", "requested", "skipped") for o in ordered):
         export_jobinfo(store, locations.job_info, base_dir=locations.base_dir)
-    return outcomes
+    return ordered
 
 
 def describe(outcome: CancelOutcome) -> str:

@@ -51,10 +51,12 @@ def open_job_ids(store: Store) -> list[int]:
         return list(session.scalars(query.order_by(Job.id)))
 
 
-def record_cancel_request(store: Store, job_id: int, batch_name: str) -> None:
+def record_cancel_request(
+    store: Store, job_id: int, batch_name: str, *, owner: str | None = None
+) -> None:
     now = utcnow()
     with store.transaction() as session:
-        job = job_for_write(session, job_id, None)
+        job = job_for_write(session, job_id, owner)
         job.cancel_requested_at = now
         session.add(
             Event(
