@@ -7,8 +7,10 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from jobfactory import client_for
 from test_cleanup import cleanup, workspace
 from test_leases import add
 from test_submit import KEY, jobs, write_input
@@ -17,7 +19,9 @@ from gembatch.common import states
 from gembatch.common.locations import sqlite_url
 from gembatch.emulator import Emulator
 from gembatch.engine import cancel as cancel_module
-from gembatch.store import leases, tracker
+from gembatch.engine.leftovers import cancel_surplus
+from gembatch.remote.client import Gemini
+from gembatch.store import leases, submits, tracker
 from gembatch.store.database import Store, open_store
 from gembatch.store.tracker import JobBusy
 
@@ -151,3 +155,41 @@ def test_cleanup_leaves_a_job_a_poller_holds_to_that_poller(
     again = cleanup(emulator, "-y", run_cli=run_cli)
     assert again.exit_code == 0, again.output
     assert names["done1"] not in set(emulator.batch_names())
+
+
+def test_a_duplicate_batch_a_poller_took_at_once_is_still_cancelled(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    write_input(workdir, "a.jsonl", 2)
+    assert (
+        run_cli("submit", "--base-url", emulator.base_url, "batch/a.jsonl", env=KEY).exit_code == 0
+    )
+    (job,) = jobs(workdir)
+    client = client_for(emulator)
+    try:
+        duplicate = client.batches.create(
+            model=job.model or "",
+            src=job.uploaded_file_name,
+            config={"display_name": job.display_name},
+        ).name
+    finally:
+        client.close()
+    assert duplicate
+    emulator.set_state(duplicate, "RUNNING")
+    store = open_store(sqlite_url(workdir / "gembatch.db"))
+    gemini = Gemini("test-key", base_url=emulator.base_url)
+    try:
+        rows = submits.record_surplus(store, job.id, [duplicate])
+        (twin,) = (row for _, row in rows)
+        assert leases.claim(store, [twin], ELSEWHERE, timedelta(minutes=10))
+        remote = gemini.get_batch(duplicate)
+        said = cancel_surplus(SimpleNamespace(store=store, gemini=gemini), rows, [remote])  # type: ignore[arg-type]
+    finally:
+        gemini.close()
+        store.dispose()
+    # Paid once: the cancel goes out even though the row is the poller's now.
+    assert emulator.state_of(duplicate) == "CANCELLED"
+    assert "still to delete" in said
+    after = {row.id: row for row in jobs(workdir)}[twin]
+    assert after.lease_owner == ELSEWHERE and after.cleaned_at is None
+    assert duplicate in set(emulator.batch_names())

@@ -145,21 +145,24 @@ def cancel_jobs(
     owner = leases.make_owner()
     deadline = time.monotonic() + WAIT_FOR_POLLER_S
     waiting = sorted(asked)
-    others: dict[int, str] = {}
+    holders: dict[int, str] = {}
     while waiting:
-        others = leases.hold(store, waiting, owner, LEASE_TTL)
-        held = [job_id for job_id in waiting if job_id not in others]
-        try:
-            for job_id in held:
-                outcomes[job_id] = _record(store, gemini, asked[job_id], owner)
-        finally:
-            leases.release(store, held, owner)
-        waiting = sorted(others)
+        for job_id in waiting:
+            # One job at a time: no lease is held while other jobs' states are read.
+            try:
+                held, holders_now = leases.hold(store, [job_id], owner, LEASE_TTL)
+                if job_id in held:
+                    outcomes[job_id] = _record(store, gemini, asked[job_id], owner)
+                else:
+                    holders[job_id] = holders_now.get(job_id) or "another gembatch"
+            finally:
+                leases.release(store, [job_id], owner)
+        waiting = [job_id for job_id in waiting if job_id not in outcomes]
         if not waiting or time.monotonic() >= deadline:
             break
         time.sleep(_RETRY_S)
     for job_id in waiting:
-        message = f"cancel requested; the poll holding it records its state ({others[job_id]})"
+        message = f"cancel requested; the poll holding it records its state ({holders[job_id]})"
         outcomes[job_id] = _outcome(asked[job_id], "requested", message)
     ordered = [outcomes[job_id] for job_id in job_ids]
     if any(o.status in ("cancelled", "requested", "skipped") for o in ordered):

@@ -263,18 +263,21 @@ def execute(
     changed meanwhile (invariant 2).
     """
     owner = leases.make_owner()
-    job_ids = {r.job_id for r in plan.delete if r.job_id is not None} | set(plan.jobs)
-    others = leases.hold(store, sorted(job_ids), owner, LEASE_TTL)
-    held = sorted(job_ids - set(others))
+    job_ids = sorted({r.job_id for r in plan.delete if r.job_id is not None} | set(plan.jobs))
 
     def renew(ids: list[int]) -> set[int]:
         return leases.renew(store, ids, owner, LEASE_TTL)
 
     try:
+        held, holders = leases.hold(store, job_ids, owner, LEASE_TTL)
+        others = {job_id: holders.get(job_id) or "another gembatch" for job_id in job_ids}
+        for job_id in held:
+            del others[job_id]
         with Heartbeat(renew, held, LEASE_TTL.total_seconds() / 3) as beat:
             return _delete(store, gemini, plan, locations, owner, others, beat)
     finally:
-        leases.release(store, held, owner)
+        # Every id, not just those held: a hold cut short may have taken some.
+        leases.release(store, job_ids, owner)
 
 
 def _delete(

@@ -178,22 +178,29 @@ def cancel_surplus(
 
 def _cancel_and_delete(submitter: Submitter, row: int, remote: RemoteBatch) -> bool:
     store, gemini = submitter.store, submitter.gemini
+    busy = False
+
+    def note(batch: RemoteBatch) -> None:
+        nonlocal busy
+        try:
+            tracker.apply_remote(store, row, batch)
+        except JobBusy:
+            busy = True  # a poller took the new row at once: it writes it from now on
+
+    note(remote)
     try:
-        tracker.apply_remote(store, row, remote)
+        # The cancel goes out whoever holds the row: no poller cancels a duplicate.
         if not states.is_terminal(remote.state):
             gemini.cancel_batch(remote.name)
             remote = gemini.get_batch(remote.name)
-            tracker.apply_remote(store, row, remote)
-        # Not yet ended (a slow cancel) or finished with results: the poller takes it
-        # from here, as any tracked job (invariant 2).
-        if remote.state == states.SUCCEEDED or not states.is_terminal(remote.state):
+            note(remote)
+        # Not yet ended (a slow cancel), finished with results, or a poller's now:
+        # the poller takes it from here, as any tracked job (invariants 2 and 8).
+        if busy or remote.state == states.SUCCEEDED or not states.is_terminal(remote.state):
             return False
         if remote.dest_file_name:
             gemini.delete_file(remote.dest_file_name)
         gemini.delete_batch(remote.name)
-    except JobBusy:
-        # A poller took the new row at once: it is that poller's job now, as any.
-        return False
     except NotFound:
         pass
     except RemoteError as exc:

@@ -86,19 +86,27 @@ def _take(
     )
 
 
-def hold(store: Store, ids: Sequence[int], owner: str, ttl: timedelta) -> dict[int, str]:
-    """For a command that is not a poller (cleanup): lease each of ``ids`` whatever
-    work it needs. Returns the jobs it could not have, with the live holder of each."""
+def hold(
+    store: Store, ids: Sequence[int], owner: str, ttl: timedelta
+) -> tuple[set[int], dict[int, str]]:
+    """For a command that is not a poller (cleanup, cancel): lease each of ``ids``
+    whatever work it needs. Returns the ids now held, and each other one with
+    its holder ("" when it was let go meanwhile: not held either way)."""
+    held: set[int] = set()
     others: dict[int, str] = {}
     for chunk in _chunks(sorted(set(ids))):
         with store.transaction() as session:
             now = db_now(session)
             _take(session, chunk, owner, now + ttl, now)
-            rows = session.execute(
-                select(Job.id, Job.lease_owner).where(Job.id.in_(chunk), Job.lease_owner != owner)
-            ).all()
-            others.update({job_id: str(holder) for job_id, holder in rows})
-    return others
+            # Held means the row names this owner: a row let go between the
+            # UPDATE and this read (NULL owner) was not taken by it.
+            rows = session.execute(select(Job.id, Job.lease_owner).where(Job.id.in_(chunk))).all()
+            for job_id, holder in rows:
+                if holder == owner:
+                    held.add(job_id)
+                else:
+                    others[job_id] = holder or ""
+    return held, others
 
 
 def _reclaim_from_dead_holders(
