@@ -13,10 +13,8 @@ import click
 
 from gembatch import __version__
 from gembatch.commands.support import AppContext
-from gembatch.common.errors import GembatchError
+from gembatch.common.errors import EXIT_INTERRUPTED, GembatchError
 from gembatch.common.locations import DB_ENV, DEFAULT_JOB_INFO, resolve
-
-EXIT_INTERRUPTED = 130
 
 
 class UserError(click.ClickException):

@@ -9,14 +9,13 @@ import click
 from rich.console import Console
 
 from gembatch.commands.poll_screen import run_poll
+from gembatch.common.errors import EXIT_INTERRUPTED
 from gembatch.common.locations import Locations
 from gembatch.engine.demo import DEFAULT_DIR, expected_counts, run_demo
 from gembatch.engine.poller import PollOptions, RunSummary
 from gembatch.remote.client import Gemini
 from gembatch.report import print_report
 from gembatch.store.database import Store
-
-EXIT_INTERRUPTED = 130
 
 
 @click.command("demo")

@@ -14,10 +14,9 @@ from gembatch.commands.support import (
     pass_app,
     retries_option,
 )
+from gembatch.common.errors import EXIT_INTERRUPTED
 from gembatch.engine.poller import PollOptions
 from gembatch.engine.session import RESUME_HINT
-
-EXIT_INTERRUPTED = 130
 
 
 @click.command("poll")

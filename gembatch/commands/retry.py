@@ -5,10 +5,9 @@ from __future__ import annotations
 import click
 
 from gembatch.commands.support import AppContext, base_url_option, make_gemini, pass_app
+from gembatch.common.errors import EXIT_INTERRUPTED
 from gembatch.engine.retry import retry_failed
 from gembatch.report.failed import collect_failed
-
-EXIT_INTERRUPTED = 130
 
 
 @click.command("retry")

@@ -25,11 +25,10 @@ from gembatch.commands.support import (
     pass_app,
     retries_option,
 )
+from gembatch.common.errors import EXIT_INTERRUPTED
 from gembatch.engine.inputs import MAX_INPUT_BYTES
 from gembatch.engine.submit import submit_files
 from gembatch.engine.units import DEFAULT_MODEL, DUPLICATE, MODEL_ENV, UNDONE, SubmitOptions
-
-EXIT_INTERRUPTED = 130
 
 
 class CliSubmitReporter:

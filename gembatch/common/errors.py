@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Ctrl+C or SIGTERM: 128 + SIGINT, as shells report an interrupted command.
+EXIT_INTERRUPTED = 130
+
 
 class GembatchError(Exception):
     """A failure the user must look at (exit 1)."""

@@ -16,19 +16,23 @@ from datetime import datetime
 from typing import Any
 
 from gembatch.common.timeutil import UTC, parse_timestamp
+from gembatch.store.imports import MAX_COUNT, text_limit
 
-# Lengths of the VARCHAR columns: PostgreSQL enforces them, so a longer value
-# must be a bad line, not a failed transaction.
-_MAX_LEN = {
-    "batch.name": 255,
-    "uploaded_file_name": 255,
-    "batch.model": 255,
-    "batch.state": 64,
-    "batch.dest.file_name": 255,
-    "result_sha256": 64,
+# The text values a line carries, by the jobs column each is stored in: its
+# length is the database's to say (PostgreSQL enforces it).
+_COLUMN_OF = {
+    "batch.name": "batch_name",
+    "uploaded_file_name": "uploaded_file_name",
+    "batch.model": "model",
+    "batch.state": "state",
+    "batch.dest.file_name": "dest_file_name",
+    "result_sha256": "result_sha256",
 }
-# Counts and sizes are BIGINT columns.
-MAX_COUNT = 2**63 - 1
+_MAX_LEN = {
+    label: limit
+    for label, column in _COLUMN_OF.items()
+    if (limit := text_limit(column)) is not None
+}
 
 # A JSON "\uD800".."\uDFFF" escape can decode to a lone surrogate, which no
 # database driver can encode; only lines containing one need the slow check.

@@ -35,7 +35,18 @@ from sqlalchemy.types import TypeEngine
 
 from gembatch.common.timeutil import UTC, now
 from gembatch.store.database import Store, database_errors
-from gembatch.store.models import EVENT_IMPORTED, Event, Job
+from gembatch.store.models import COUNT_MAX, EVENT_IMPORTED, Event, Job
+
+# What the columns hold, so that an import can call a value that does not fit a
+# bad line before it writes: PostgreSQL enforces VARCHAR lengths.
+MAX_COUNT = COUNT_MAX
+
+
+def text_limit(column: str) -> int | None:
+    """How many characters the jobs table's text column holds (None: no limit)."""
+    length = getattr(Job.__table__.c[column].type, "length", None)
+    return length if isinstance(length, int) else None
+
 
 _jobs = Job.__table__
 _events = Event.__table__

@@ -69,6 +69,10 @@ class _Lenient(TypeDecorator[_T]):
         return process
 
 
+# The largest value a Count column holds (BIGINT, signed, on every backend).
+COUNT_MAX = 2**63 - 1
+
+
 class Count(_Lenient[int]):
     """A count or size: 64-bit everywhere (a batch may hold more than 2**31 of
     something), and never text or a fraction that a hand-written UPDATE left."""
