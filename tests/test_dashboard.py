@@ -616,7 +616,7 @@ def test_countdown_ticks_redraw_from_the_last_frame_without_reading(store: Store
 
 
 def test_download_progress_reaches_the_frame(store: Store) -> None:
-    from gembatch.store.tracker import WorkItem
+    from gembatch.common.work import WorkItem
 
     item = WorkItem(
         id=5,

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from gembatch.common import states
 from gembatch.common.locations import sqlite_url
+from gembatch.common.work import WorkItem
 from gembatch.remote.wire import parse_operation
 from gembatch.store import leases, tracker
 from gembatch.store.database import Store, open_store
@@ -74,12 +75,12 @@ def test_needs_rules() -> None:
         cleaned=False,
         error_count=0,
     )
-    running = tracker.WorkItem(state=states.RUNNING, **base)
+    running = WorkItem(state=states.RUNNING, **base)
     assert running.needs_state() and not running.needs_download()
     assert not running.needs_cleanup(keep_remote=False)  # never delete a live job
-    succeeded = tracker.WorkItem(state=states.SUCCEEDED, **base)
+    succeeded = WorkItem(state=states.SUCCEEDED, **base)
     assert succeeded.needs_download() and succeeded.needs_state()  # must learn dest
-    failed = tracker.WorkItem(state=states.FAILED, **base)
+    failed = WorkItem(state=states.FAILED, **base)
     assert not failed.needs_download() and failed.needs_cleanup(keep_remote=False)
     assert not failed.needs_cleanup(keep_remote=True)
 

@@ -24,8 +24,8 @@ from gembatch.common.atomic import fsync_dir, place_new, remove_orphan_temps, te
 from gembatch.common.batch import Download
 from gembatch.common.hashing import file_sha256
 from gembatch.common.locations import Locations
+from gembatch.common.work import WorkItem
 from gembatch.remote.client import Gemini
-from gembatch.store.tracker import WorkItem
 
 
 def candidates(locations: Locations, input_file: str, batch_name: str) -> tuple[Path, Path]:

@@ -27,6 +27,7 @@ from datetime import timedelta
 
 from gembatch.common.batch import RemoteBatch
 from gembatch.common.locations import Locations
+from gembatch.common.work import WorkItem
 from gembatch.engine.heartbeat import Heartbeat
 from gembatch.engine.progress import QuietReporter, Reporter
 from gembatch.engine.steps import CycleResult, JobSteps
@@ -34,7 +35,7 @@ from gembatch.remote.client import Gemini
 from gembatch.remote.errors import Interrupted, RemoteError
 from gembatch.store import leases
 from gembatch.store.database import Store
-from gembatch.store.tracker import LeaseLost, WorkItem
+from gembatch.store.tracker import LeaseLost
 
 
 @dataclass

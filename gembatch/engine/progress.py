@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from gembatch.store.tracker import WorkItem
+from gembatch.common.work import WorkItem
 
 
 class Reporter(Protocol):

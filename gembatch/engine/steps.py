@@ -21,6 +21,7 @@ from typing import Any
 from gembatch.common import states
 from gembatch.common.batch import RemoteBatch
 from gembatch.common.locations import Locations
+from gembatch.common.work import WorkItem
 from gembatch.engine.cleanup import input_needed_by
 from gembatch.engine.downloads import (
     candidates,
@@ -36,7 +37,6 @@ from gembatch.remote.errors import Interrupted, NotFound, RemoteError
 from gembatch.remote.wire import inline_results_jsonl
 from gembatch.store import tracker
 from gembatch.store.database import Store
-from gembatch.store.tracker import WorkItem
 
 
 @dataclass

@@ -14,10 +14,11 @@ from datetime import datetime
 
 from sqlalchemy import or_, select
 
+from gembatch.common.work import WorkItem
 from gembatch.store.database import Store
 from gembatch.store.models import Job
 from gembatch.store.submits import FAILED
-from gembatch.store.tracker import WorkItem, work_item
+from gembatch.store.tracker import work_item
 
 
 @dataclass(frozen=True)

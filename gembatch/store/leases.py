@@ -21,11 +21,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from gembatch.common.work import WorkItem
 from gembatch.store.database import Store
 from gembatch.store.models import Job
 from gembatch.store.owners import holder_is_dead as holder_is_dead
 from gembatch.store.owners import make_owner as make_owner
-from gembatch.store.tracker import WorkItem, db_now, work_filter, work_item
+from gembatch.store.tracker import db_now, work_filter, work_item
 
 _CHUNK = 500
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gembatch.common import states
-from gembatch.store.tracker import WorkItem
+from gembatch.common.work import WorkItem
 
 
 def _stamp() -> str:

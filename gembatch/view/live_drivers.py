@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from gembatch.store.tracker import WorkItem
+from gembatch.common.work import WorkItem
 from gembatch.view.live import LiveView
 
 
