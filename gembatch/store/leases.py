@@ -15,7 +15,7 @@ lease simply expires.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -23,23 +23,17 @@ from sqlalchemy.orm import Session
 
 from gembatch.common.work import WorkItem
 from gembatch.store.database import Store
+from gembatch.store.inlists import id_chunks
 from gembatch.store.models import Job
 from gembatch.store.owners import holder_is_dead as holder_is_dead
 from gembatch.store.owners import make_owner as make_owner
 from gembatch.store.tracker import db_now, work_filter, work_item
-
-_CHUNK = 500
 
 
 def candidate_ids(store: Store, keep_remote: bool) -> list[int]:
     with store.reading() as session:
         query = select(Job.id).where(work_filter(keep_remote)).order_by(Job.id)
         return list(session.scalars(query))
-
-
-def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
 
 
 def claim(
@@ -52,7 +46,7 @@ def claim(
     holder died simply expires.
     """
     won: list[WorkItem] = []
-    for chunk in _chunks(list(ids)):
+    for chunk in id_chunks(ids):
         with store.transaction() as session:
             now = db_now(session)
             _take(session, chunk, owner, now + ttl, now)
@@ -95,7 +89,7 @@ def hold(
     its holder ("" when it was let go meanwhile: not held either way)."""
     held: set[int] = set()
     others: dict[int, str] = {}
-    for chunk in _chunks(sorted(set(ids))):
+    for chunk in id_chunks(ids):
         with store.transaction() as session:
             now = db_now(session)
             _take(session, chunk, owner, now + ttl, now)
@@ -139,7 +133,7 @@ def renew(store: Store, ids: Sequence[int], owner: str, ttl: timedelta) -> set[i
     it, and the caller must stop working on every id missing from the answer.
     """
     held: set[int] = set()
-    for chunk in _chunks(list(ids)):
+    for chunk in id_chunks(ids):
         with store.transaction() as session:
             now = db_now(session)
             mine = (Job.id.in_(chunk), Job.lease_owner == owner, Job.lease_expires_at >= now)
@@ -155,7 +149,7 @@ def renew(store: Store, ids: Sequence[int], owner: str, ttl: timedelta) -> set[i
 
 
 def release(store: Store, ids: Sequence[int], owner: str) -> None:
-    for chunk in _chunks(list(ids)):
+    for chunk in id_chunks(ids):
         with store.transaction() as session:
             session.execute(
                 update(Job)

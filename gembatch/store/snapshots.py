@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.store.database import Store
+from gembatch.store.inlists import id_chunks
 from gembatch.store.models import CheckedColumns, Job, unreadable_text
 
 # The columns read, in JobView field order; anything else (batch_json above all)
@@ -63,17 +64,11 @@ def load_snapshot(session: Session) -> Snapshot:
     return Snapshot.from_jobs(_views(checked, rows))
 
 
-# SQLite allows at most 999 bound parameters in old builds.
-_IN_CHUNK = 500
-
-
 def load_jobs(session: Session, ids: Collection[int]) -> list[JobView]:
     """Read only the given jobs (in id order): the live view's cheap refresh."""
-    wanted = sorted(set(ids))
     checked = _checked(session)
     found: list[JobView] = []
-    for start in range(0, len(wanted), _IN_CHUNK):
-        chunk = wanted[start : start + _IN_CHUNK]
+    for chunk in id_chunks(ids):
         query = select(*checked.select()).where(Job.id.in_(chunk)).order_by(Job.id)
         found.extend(_views(checked, session.execute(query)))
     return found

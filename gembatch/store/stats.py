@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from gembatch.store.database import Store
+from gembatch.store.inlists import id_chunks
 from gembatch.store.models import JobStats
 
 
@@ -43,17 +44,24 @@ _FIELDS = tuple(f.name for f in fields(StatsRow))
 # The columns read, in StatsRow field order.
 _COLUMNS = tuple(getattr(JobStats, name) for name in _FIELDS)
 
-# SQLite allows 32,766 bound parameters; beyond a few thousand ids, read the whole table.
-_IN_LIMIT = 5000
+# Beyond this many ids, one read of the whole table costs less than many IN lists.
+_WHOLE_TABLE_FROM = 5000
 
 
 def read_stats(store: Store, job_ids: Collection[int]) -> dict[int, StatsRow]:
     """The cached rows of ``job_ids`` (those that have one), by job id."""
+    if not job_ids:
+        return {}
     with store.reading() as session:
-        query = select(*_COLUMNS)
-        if len(job_ids) <= _IN_LIMIT:
-            query = query.where(JobStats.job_id.in_(list(job_ids)))
-        return {row.job_id: StatsRow(*row) for row in session.execute(query)} if job_ids else {}
+        if len(job_ids) > _WHOLE_TABLE_FROM:
+            wanted = set(job_ids)
+            rows = session.execute(select(*_COLUMNS))
+            return {row.job_id: StatsRow(*row) for row in rows if row.job_id in wanted}
+        found: dict[int, StatsRow] = {}
+        for chunk in id_chunks(job_ids):
+            query = select(*_COLUMNS).where(JobStats.job_id.in_(chunk))
+            found.update((row.job_id, StatsRow(*row)) for row in session.execute(query))
+        return found
 
 
 def save_stats(store: Store, rows: Sequence[StatsRow]) -> bool:
@@ -65,11 +73,8 @@ def save_stats(store: Store, rows: Sequence[StatsRow]) -> bool:
     values: list[dict[str, Any]] = [{name: getattr(row, name) for name in _FIELDS} for row in rows]
     try:
         with store.transaction() as session:
-            ids = [row.job_id for row in rows]
-            for start in range(0, len(ids), _IN_LIMIT):
-                session.execute(
-                    delete(JobStats).where(JobStats.job_id.in_(ids[start : start + _IN_LIMIT]))
-                )
+            for chunk in id_chunks(row.job_id for row in rows):
+                session.execute(delete(JobStats).where(JobStats.job_id.in_(chunk)))
             session.execute(insert(JobStats), values)
     except (OperationalError, IntegrityError):
         return False
