@@ -282,6 +282,58 @@ def test_every_module_is_on_the_map() -> None:
         assert f"`{relative}`" in text, f"docs/architecture.md does not list gembatch/{relative}"
 
 
+def import_cycles(package: Path, skip_parts: frozenset[str] = frozenset()) -> list[str]:
+    """Modules that import each other, directly or round a loop (imports under
+    TYPE_CHECKING count: they are the same coupling, only hidden)."""
+    modules: dict[str, Path] = {}
+    for path in package.rglob("*.py"):
+        if part_of(path, package) in skip_parts:
+            continue
+        parts = path.relative_to(package).with_suffix("").parts
+        modules[".".join(["gembatch", *parts]).removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for item in imports_of(path, package):
+            target = item.module
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            # A module's own package (its __init__) is not a dependency on a sibling.
+            if target and target != name and not name.startswith(target + "."):
+                deps.add(target)
+        graph[name] = deps
+    found: set[str] = set()
+    for start in sorted(graph):
+        stack = [(start, [start])]
+        seen = {start}
+        while stack:
+            node, path = stack.pop()
+            for dep in sorted(graph[node]):
+                if dep == start:
+                    loop = path[path.index(min(path)) :] + path[: path.index(min(path))]
+                    found.add(" -> ".join(loop))
+                elif dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, [*path, dep]))
+    return sorted(found)
+
+
+def test_no_two_client_modules_import_each_other() -> None:
+    # The emulator is a server of its own; its HTTP handler refers back to its
+    # handle for typing only.
+    assert import_cycles(PACKAGE, frozenset({"emulator"})) == []
+
+
+def test_the_cycle_check_sees_a_loop_hidden_under_type_checking(tmp_path: Path) -> None:
+    package = tmp_path / "gembatch"
+    (package / "engine").mkdir(parents=True)
+    (package / "engine" / "a.py").write_text("from gembatch.engine.b import B\n")
+    (package / "engine" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from gembatch.engine.a import A\n"
+    )
+    assert import_cycles(package) == ["gembatch.engine.a -> gembatch.engine.b"]
+
+
 def test_the_map_lists_no_module_that_is_gone() -> None:
     text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     tree = text[text.index("## The tree") :]

@@ -25,20 +25,39 @@ import contextlib
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from gembatch.common import states
 from gembatch.common.batch import RemoteBatch
 from gembatch.common.timeutil import now as utcnow
 from gembatch.common.timeutil import parse_timestamp
-from gembatch.engine.units import DUPLICATE, RECONCILE_SLACK, UNDONE, Outcome
+from gembatch.engine.progress import SubmitReporter
+from gembatch.engine.units import DUPLICATE, RECONCILE_SLACK, UNDONE, Outcome, SubmitOptions
+from gembatch.remote.client import Gemini
 from gembatch.remote.errors import NotFound, RemoteError
 from gembatch.store import strays, submits, tracker
+from gembatch.store.database import Store
 from gembatch.store.submits import FAILED, Leftover, claim_leftovers
 from gembatch.store.tracker import JobBusy
 
-if TYPE_CHECKING:
-    from gembatch.engine.submit import Submitter
+
+class Submitter(Protocol):
+    """The submit run whose steps settling uses (:class:`gembatch.engine.submit.Submitter`);
+    a protocol here, so that this module and the submit protocol do not import each other."""
+
+    store: Store
+    gemini: Gemini
+    options: SubmitOptions
+    reporter: SubmitReporter
+    owner: str
+
+    def find_batches(
+        self, names: set[str], *, since: datetime | None
+    ) -> dict[str, list[RemoteBatch]]: ...
+    def adopt(self, job_id: int, shown: str, found: list[RemoteBatch], how: str) -> Outcome: ...
+    def give_up(self, job_id: int, shown: str, reason: str, uploaded: str | None) -> Outcome: ...
+    def release(self, job_id: int) -> None: ...
+    def export(self) -> None: ...
 
 
 def settle_leftovers(submitter: Submitter) -> list[Outcome]:
