@@ -11,6 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gembatch.cli import cli
+from gembatch.common.locations import sqlite_url
+from gembatch.store.database import Store, open_store
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -76,6 +78,19 @@ def pg_url() -> str:
     except ImportError:
         pytest.skip("psycopg is not installed")
     return PG_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_on_each_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated store on SQLite, then on PostgreSQL (its own schema)."""
+    url = (
+        sqlite_url(tmp_path / "t.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_schema_url")
+    )
+    opened = open_store(url)
+    yield opened
+    opened.dispose()
 
 
 @pytest.fixture

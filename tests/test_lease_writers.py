@@ -4,7 +4,6 @@ write a job (nor delete its remote resources) while another live holder leases i
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,36 +29,24 @@ ELSEWHERE = "otherhost:4242:-:0123456789ab"
 
 
 def lease(workdir: Path, ids: list[int], owner: str = ELSEWHERE) -> None:
-    store = open_store(sqlite_url(workdir / "gembatch.db"))
+    opened = open_store(sqlite_url(workdir / "gembatch.db"))
     try:
-        won = {item.id for item in leases.claim(store, ids, owner, timedelta(minutes=10))}
+        won = {item.id for item in leases.claim(opened, ids, owner, timedelta(minutes=10))}
         assert won == set(ids)
     finally:
-        store.dispose()
+        opened.dispose()
 
 
 def unlease(workdir: Path, ids: list[int], owner: str = ELSEWHERE) -> None:
-    store = open_store(sqlite_url(workdir / "gembatch.db"))
+    opened = open_store(sqlite_url(workdir / "gembatch.db"))
     try:
-        leases.release(store, ids, owner)
+        leases.release(opened, ids, owner)
     finally:
-        store.dispose()
+        opened.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = (
-        sqlite_url(tmp_path / "t.db")
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_schema_url")
-    )
-    opened = open_store(url)
-    yield opened
-    opened.dispose()
-
-
-def test_an_unleased_write_waits_for_no_live_holder(db: Store) -> None:
-    store = db
+def test_an_unleased_write_waits_for_no_live_holder(store_on_each_backend: Store) -> None:
+    store = store_on_each_backend
     job_id = add(store, "batches/held", states.RUNNING)
     assert leases.claim(store, [job_id], ELSEWHERE, timedelta(minutes=10))
     with pytest.raises(JobBusy) as busy:
@@ -73,8 +60,8 @@ def test_an_unleased_write_waits_for_no_live_holder(db: Store) -> None:
     assert tracker.refresh(store, job_id).error_count == 2
 
 
-def test_an_expired_lease_holds_nothing_back(db: Store) -> None:
-    store = db
+def test_an_expired_lease_holds_nothing_back(store_on_each_backend: Store) -> None:
+    store = store_on_each_backend
     job_id = add(store, "batches/lapsed", states.RUNNING)
     leases.claim(store, [job_id], ELSEWHERE, timedelta(seconds=-1))
     tracker.record_error(store, job_id, "the lease has run out")
@@ -176,17 +163,17 @@ def test_a_duplicate_batch_a_poller_took_at_once_is_still_cancelled(
         client.close()
     assert duplicate
     emulator.set_state(duplicate, "RUNNING")
-    store = open_store(sqlite_url(workdir / "gembatch.db"))
+    opened = open_store(sqlite_url(workdir / "gembatch.db"))
     gemini = Gemini("test-key", base_url=emulator.base_url)
     try:
-        rows = submits.record_surplus(store, job.id, [duplicate])
+        rows = submits.record_surplus(opened, job.id, [duplicate])
         (twin,) = (row for _, row in rows)
-        assert leases.claim(store, [twin], ELSEWHERE, timedelta(minutes=10))
+        assert leases.claim(opened, [twin], ELSEWHERE, timedelta(minutes=10))
         remote = gemini.get_batch(duplicate)
-        said = cancel_surplus(SimpleNamespace(store=store, gemini=gemini), rows, [remote])  # type: ignore[arg-type]
+        said = cancel_surplus(SimpleNamespace(store=opened, gemini=gemini), rows, [remote])  # type: ignore[arg-type]
     finally:
         gemini.close()
-        store.dispose()
+        opened.dispose()
     # Paid once: the cancel goes out even though the row is the poller's now.
     assert emulator.state_of(duplicate) == "CANCELLED"
     assert "still to delete" in said

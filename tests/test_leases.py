@@ -31,16 +31,9 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 TTL = timedelta(minutes=5)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = (
-        sqlite_url(tmp_path / "t.db")
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_schema_url")
-    )
-    opened = open_store(url)
-    yield opened
-    opened.dispose()
+@pytest.fixture
+def store(store_on_each_backend: Store) -> Store:
+    return store_on_each_backend
 
 
 @pytest.fixture
