@@ -248,3 +248,17 @@ def test_the_poller_stops_working_on_a_job_whose_lease_it_lost(
         assert (job.error_count, result.errors) == (0, 0)
     finally:
         gemini.close()
+
+
+def test_a_claim_keeps_no_lease_on_a_job_that_needs_nothing(store: Store) -> None:
+    # Finished and cleaned meanwhile (another poller, or cleanup): claiming it
+    # must not leave it leased for a TTL, where cleanup and cancel would wait on it.
+    busy = add(store, "batches/c-run", states.RUNNING)
+    done = add(store, "batches/c-done", states.CANCELLED)
+    with store.transaction() as session:
+        session.execute(update(Job).where(Job.id == done).values(cleaned_at=T0))
+    won = leases.claim(store, [busy, done], "A", timedelta(minutes=5))
+    assert [item.id for item in won] == [busy]
+    with store.reading() as session:
+        owners = dict(session.execute(select(Job.id, Job.lease_owner)).all())
+    assert owners == {busy: "A", done: None}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from gembatch.common.work import WorkItem
@@ -56,6 +56,13 @@ def claim(
                 .order_by(Job.id)
             )
             won.extend(work_item(job) for job in session.scalars(query))
+            # A job that needs nothing any more stays free for everyone else.
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(chunk), Job.lease_owner == owner, not_(work_filter(keep_remote)))
+                .values(lease_owner=None, lease_expires_at=None)
+                .execution_options(synchronize_session=False)
+            )
     return won
 
 
