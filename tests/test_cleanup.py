@@ -174,3 +174,30 @@ def test_results_changed_after_the_listing_stop_the_delete(
     after = {row.batch_name: row for row in jobs(workdir)}
     assert after[names["done1"]].cleaned_at is None
     assert "changed since the listing" in (after[names["done1"]].last_error or "")
+
+
+def test_a_saved_result_file_is_checked_again_before_its_delete(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    # Poll cleans batch and input but leaves the result file; `cleanup --all`
+    # offers it as saved. Edited at the prompt, it must stay remote.
+    write_input(workdir, "kept.jsonl", 2)
+    base = ("--base-url", emulator.base_url)
+    assert run_cli("submit", *base, "batch/kept.jsonl", env=KEY).exit_code == 0
+    polled = run_cli("poll", *base, "--interval", "0.1", env=KEY)
+    assert polled.exit_code == 0, polled.output
+    (job,) = jobs(workdir)
+    assert job.cleaned_at is not None and job.dest_file_name
+    locations = resolve(workdir / "job-info.jsonl", None)
+    store = open_store(locations.db_url)
+    gemini = Gemini("test-key", base_url=emulator.base_url)
+    try:
+        plan = plan_cleanup(store, gemini, locations, include_untracked=True)
+        assert job.dest_file_name in {r.name for r in plan.delete}
+        (workdir / "batch" / "results" / "kept.jsonl").write_text('{"key": "edited"}\n')
+        result = execute(store, gemini, plan, locations)
+    finally:
+        gemini.close()
+        store.dispose()
+    assert job.dest_file_name in emulator.file_names()
+    assert any("results changed" in reason for _, reason in result.failed)

@@ -215,10 +215,14 @@ def _plan_cleaned_result_file(
     """Result files outlive the poller's clean-up (it deletes batch and input only).
     "Saved" only when gembatch downloaded and recorded the file and it is intact."""
     what = f"result file of {owner.input_file}"
+    # The job's id: its lease is taken for the delete, and (saved) its results
+    # are checked again just before it. The job is not recorded as cleaned again.
     if owner.result_path and results_safe(owner.work, locations):
-        plan.delete.append(Resource(FILE, name, f"{what} (saved)"))
+        plan.delete.append(Resource(FILE, name, f"{what} (saved)", job_id=owner.id))
+        plan.guarded.add(owner.id)
     elif force:
-        plan.delete.append(Resource(FILE, name, f"{what} (results NOT downloaded; --force)"))
+        what = f"{what} (results NOT downloaded; --force)"
+        plan.delete.append(Resource(FILE, name, what, job_id=owner.id))
     else:
         reason = "results gembatch never saved (--force deletes it)"
         plan.keep.append(Resource(FILE, name, what, reason=reason))
