@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 from jobfactory import client_for
+from sqlalchemy import create_engine, event, update
 from test_cleanup import cleanup, workspace
 from test_leases import add
 from test_submit import KEY, jobs, write_input
@@ -22,6 +23,7 @@ from gembatch.engine.leftovers import cancel_surplus
 from gembatch.remote.client import Gemini
 from gembatch.store import leases, submits, tracker
 from gembatch.store.database import Store, open_store
+from gembatch.store.models import Job
 from gembatch.store.tracker import JobBusy
 
 # A poller on another machine: its lease can only expire, never be judged dead.
@@ -180,3 +182,35 @@ def test_a_duplicate_batch_a_poller_took_at_once_is_still_cancelled(
     after = {row.id: row for row in jobs(workdir)}[twin]
     assert after.lease_owner == ELSEWHERE and after.cleaned_at is None
     assert duplicate in set(emulator.batch_names())
+
+
+@pytest.mark.postgres
+def test_a_lease_let_go_during_a_hold_is_not_counted_as_held(pg_schema_url: str) -> None:
+    # PostgreSQL reads committed rows afresh per statement: a poller that lets go
+    # between hold()'s UPDATE (which skipped its job) and its read leaves the job
+    # free, not taken by the holder.
+    store = open_store(pg_schema_url)
+    other = create_engine(pg_schema_url)
+    try:
+        job_id = add(store, "batches/racing", states.RUNNING)
+        assert leases.claim(store, [job_id], ELSEWHERE, timedelta(minutes=10))
+        fired: list[str] = []
+
+        def release_meanwhile(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+            if not fired and statement.lstrip().upper().startswith("UPDATE JOBS SET LEASE_OWNER"):
+                fired.append(statement)
+                with other.begin() as elsewhere:
+                    elsewhere.execute(
+                        update(Job)
+                        .where(Job.id == job_id)
+                        .values(lease_owner=None, lease_expires_at=None)
+                    )
+
+        event.listen(store.engine, "after_cursor_execute", release_meanwhile)
+        held, holders = leases.hold(store, [job_id], "me:1:-:000000000000", timedelta(minutes=1))
+        event.remove(store.engine, "after_cursor_execute", release_meanwhile)
+        assert fired
+        assert held == set() and holders == {job_id: ""}
+    finally:
+        other.dispose()
+        store.dispose()
