@@ -76,8 +76,8 @@ def cleanup(
     for resource, error in result.failed:
         click.echo(f"not deleted: {resource.kind} {resource.name}: {error}", err=True)
     for what, holder in result.busy:
-        click.echo(f"left to the poller working on it ({holder}): {what}", err=True)
-    busy = f", {len(result.busy)} left to a running poller" if result.busy else ""
+        click.echo(f"left to the gembatch process holding it ({holder}): {what}", err=True)
+    busy = f", {len(result.busy)} left to another gembatch process" if result.busy else ""
     click.echo(
         f"done: {len(result.deleted)} deleted, {len(result.gone)} already gone, "
         f"{len(result.failed)} failed{busy}"

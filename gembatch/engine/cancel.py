@@ -148,13 +148,14 @@ def cancel_jobs(
     holders: dict[int, str] = {}
     while waiting:
         for job_id in waiting:
-            # One job at a time: no lease is held while other jobs' states are read.
+            # One job at a time (one transaction: taken whole or not at all), so no
+            # lease is held while other jobs' states are read.
+            held, holders_now = leases.hold(store, [job_id], owner, LEASE_TTL)
+            if job_id not in held:
+                holders[job_id] = holders_now.get(job_id) or "another gembatch"
+                continue
             try:
-                held, holders_now = leases.hold(store, [job_id], owner, LEASE_TTL)
-                if job_id in held:
-                    outcomes[job_id] = _record(store, gemini, asked[job_id], owner)
-                else:
-                    holders[job_id] = holders_now.get(job_id) or "another gembatch"
+                outcomes[job_id] = _record(store, gemini, asked[job_id], owner)
             finally:
                 leases.release(store, [job_id], owner)
         waiting = [job_id for job_id in waiting if job_id not in outcomes]

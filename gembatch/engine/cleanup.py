@@ -274,9 +274,11 @@ def execute(
 
     try:
         held, holders = leases.hold(store, job_ids, owner, LEASE_TTL)
-        others = {job_id: holders.get(job_id) or "another gembatch" for job_id in job_ids}
-        for job_id in held:
-            del others[job_id]
+        others = {
+            job_id: holders.get(job_id) or "another gembatch"
+            for job_id in job_ids
+            if job_id not in held
+        }
         with Heartbeat(renew, held, LEASE_TTL.total_seconds() / 3) as beat:
             return _delete(store, gemini, plan, locations, owner, others, beat)
     finally:

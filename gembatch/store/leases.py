@@ -55,14 +55,18 @@ def claim(
                 .where(Job.id.in_(chunk), Job.lease_owner == owner, work_filter(keep_remote))
                 .order_by(Job.id)
             )
-            won.extend(work_item(job) for job in session.scalars(query))
-            # A job that needs nothing any more stays free for everyone else.
-            session.execute(
-                update(Job)
-                .where(Job.id.in_(chunk), Job.lease_owner == owner, not_(work_filter(keep_remote)))
-                .values(lease_owner=None, lease_expires_at=None)
-                .execution_options(synchronize_session=False)
-            )
+            items = [work_item(job) for job in session.scalars(query)]
+            won.extend(items)
+            if len(items) < len(chunk):
+                # A job that needs nothing any more stays free for everyone else.
+                session.execute(
+                    update(Job)
+                    .where(
+                        Job.id.in_(chunk), Job.lease_owner == owner, not_(work_filter(keep_remote))
+                    )
+                    .values(lease_owner=None, lease_expires_at=None)
+                    .execution_options(synchronize_session=False)
+                )
     return won
 
 

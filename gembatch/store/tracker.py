@@ -50,7 +50,7 @@ class JobBusy(Exception):
     """A live holder leases the job: only it writes the job until it lets go."""
 
     def __init__(self, job_id: int, holder: str) -> None:
-        super().__init__(f"job {job_id}: a gembatch poller is working on it ({holder})")
+        super().__init__(f"job {job_id}: another gembatch process is working on it ({holder})")
         self.job_id = job_id
         self.holder = holder
 
