@@ -307,7 +307,7 @@ def _job_at_0003(engine: Any) -> None:
 def _check_0004_round_trip(url: str) -> None:
     engine = make_engine(url)
     _job_at_0003(engine)
-    upgrade(engine)
+    upgrade(engine, "0004")
     types = {c["name"]: str(c["type"]) for c in inspect(engine).get_columns("jobs")}
     assert all(types[name] == "BIGINT" for name in _WIDE)
     stats = {c["name"]: str(c["type"]) for c in inspect(engine).get_columns("job_stats")}
@@ -319,7 +319,7 @@ def _check_0004_round_trip(url: str) -> None:
         conn.execute(text("UPDATE jobs SET api_request_count = 3000000000"))
     with pytest.raises(RuntimeError, match=r"jobs\.api_request_count holds 3000000000"):
         downgrade(engine, "0003")
-    assert current_revision(engine) == head_revision()
+    assert current_revision(engine) == "0004"
     with engine.begin() as conn:
         conn.execute(text("UPDATE jobs SET api_request_count = 9"))
     downgrade(engine, "0003")
@@ -342,3 +342,39 @@ def test_0004_widens_counts_keeps_data_and_downgrades(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgres_0004_widens_counts_keeps_data_and_downgrades(pg_schema_url: str) -> None:
     _check_0004_round_trip(pg_schema_url)
+
+
+# --- 0005: the requests table -----------------------------------------------------------
+
+
+def _check_0005_round_trip(url: str) -> None:
+    engine = make_engine(url)
+    _job_at_0003(engine)
+    upgrade(engine, "0004")
+    upgrade(engine)
+    assert "requests" in inspect(engine).get_table_names()
+    with engine.begin() as conn:
+        # Figures cached without rows would let the report skip indexing the file.
+        assert conn.execute(text("SELECT count(*) FROM job_stats")).scalar() == 0
+        assert conn.execute(text("SELECT request_count FROM jobs")).scalar() == 7
+        conn.execute(
+            text(
+                "INSERT INTO requests (job_id, line_no, byte_offset, byte_length, key, status) "
+                "VALUES (1, 1, 0, 10, 'a', 'ok')"
+            )
+        )
+    downgrade(engine, "0004")
+    assert "requests" not in inspect(engine).get_table_names()
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM requests")).scalar() == 0
+    engine.dispose()
+
+
+def test_0005_adds_requests_and_drops_stale_figures(tmp_path: Path) -> None:
+    _check_0005_round_trip(sqlite_url(tmp_path / "r.db"))
+
+
+@pytest.mark.postgres
+def test_postgres_0005_adds_requests_and_drops_stale_figures(pg_schema_url: str) -> None:
+    _check_0005_round_trip(pg_schema_url)

@@ -10,6 +10,7 @@ from pathlib import Path
 from conftest import REAL_GEMINI
 from sqlalchemy import delete, select
 
+from gembatch.common.hashing import file_sha256
 from gembatch.common.locations import sqlite_url
 from gembatch.report.resultstats import (
     MALFORMED,
@@ -21,7 +22,7 @@ from gembatch.report.resultstats import (
     parse_result_file,
 )
 from gembatch.store.database import Store, open_store
-from gembatch.store.models import Job, JobStats
+from gembatch.store.models import Job, JobStats, Request
 
 T0 = datetime(2025, 7, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -125,26 +126,44 @@ def _store_with_job(tmp_path: Path, result: Path, sha: str | None) -> tuple[Stor
 def test_cache_is_used_then_invalidated_by_a_new_hash(tmp_path: Path) -> None:
     result = tmp_path / "basic.jsonl"
     shutil.copy(REAL_GEMINI / "results" / "basic.jsonl", result)
-    store, job_id = _store_with_job(tmp_path, result, "a" * 64)
-    source = ResultSource(job_id, str(result), "a" * 64)
+    sha = file_sha256(result)
+    store, job_id = _store_with_job(tmp_path, result, sha)
+    source = ResultSource(job_id, str(result), sha)
     first = load_stats(store, [source])
     assert first.parsed == 1 and first.stats[job_id].succeeded == 5
+    assert first.indexed == {job_id}
     second = load_stats(store, [source])
     assert second.parsed == 0
     assert second.stats[job_id].tokens.total == 3484
-    # A new download (new hash) is parsed again.
+    # A new download (new hash) is indexed again.
     write_lines(result, [err("x", 13, "boom")])
-    third = load_stats(store, [ResultSource(job_id, str(result), "b" * 64)])
-    assert third.parsed == 1
+    new_sha = file_sha256(result)
+    third = load_stats(store, [ResultSource(job_id, str(result), new_sha)])
+    assert third.parsed == 1 and third.indexed == {job_id}
     assert (third.stats[job_id].succeeded, third.stats[job_id].failed) == (0, 1)
     with store.reading() as session:
         row = session.scalars(select(JobStats)).one()
-        assert row.result_sha256 == "b" * 64 and row.failed == 1
+        assert row.result_sha256 == new_sha and row.failed == 1
     # Deleting the job deletes its cached figures.
     with store.transaction() as session:
         session.execute(delete(Job))
     with store.reading() as session:
         assert session.scalars(select(JobStats)).all() == []
+    store.dispose()
+
+
+def test_a_file_that_is_not_the_recorded_download_is_counted_but_not_indexed(
+    tmp_path: Path,
+) -> None:
+    result = tmp_path / "basic.jsonl"
+    shutil.copy(REAL_GEMINI / "results" / "basic.jsonl", result)
+    store, job_id = _store_with_job(tmp_path, result, "a" * 64)
+    loaded = load_stats(store, [ResultSource(job_id, str(result), "a" * 64)])
+    assert loaded.stats[job_id].succeeded == 5 and loaded.indexed == set()
+    assert "not the file poll saved" in loaded.notes[job_id]
+    with store.reading() as session:
+        assert session.scalars(select(JobStats)).all() == []
+        assert session.scalars(select(Request)).all() == []
     store.dispose()
 
 

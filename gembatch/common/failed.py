@@ -19,6 +19,7 @@ class JobRef:
     result_path: str | None
     input_sha256: str | None = None
     retry_of: int | None = None
+    result_sha256: str | None = None
 
 
 @dataclass

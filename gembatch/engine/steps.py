@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gembatch.common import states
-from gembatch.common.batch import RemoteBatch
+from gembatch.common.batch import Download, RemoteBatch
 from gembatch.common.locations import Locations
 from gembatch.common.work import WorkItem
 from gembatch.engine.cleanup import input_needed_by
@@ -35,6 +35,7 @@ from gembatch.engine.progress import Reporter
 from gembatch.remote.client import Gemini
 from gembatch.remote.errors import Interrupted, NotFound, RemoteError
 from gembatch.remote.wire import inline_results_jsonl
+from gembatch.store import requests as request_rows
 from gembatch.store import tracker
 from gembatch.store.database import Store
 
@@ -194,7 +195,24 @@ class JobSteps:
         with self._lock:
             result.downloads += 1
         self.reporter.downloaded(item, download.path, download.size)
+        self._index(item, download)
         return fresh, True
+
+    def _index(self, item: WorkItem, download: Download) -> None:
+        """One row per request into the ``requests`` table, as the file lands. The
+        results are safe on disk already, so a failure here is only a note: the
+        next report, ``results`` or ``db reindex`` indexes the file."""
+        outcome = request_rows.index_file(
+            self.store,
+            item.id,
+            download.path,
+            sha256=download.sha256,
+            size=download.size,
+            stop=self.stop.is_set,
+        )
+        if not outcome.indexed and outcome.status != "stopped":
+            why = outcome.detail or outcome.status
+            self.reporter.note(f"{item.input_file}: results saved, not indexed yet ({why})")
 
     def _inline_responses(
         self, item: WorkItem, remote: RemoteBatch | None

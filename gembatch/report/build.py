@@ -85,6 +85,8 @@ def build_report(
         )
         if row.id in loaded.missing:
             job.warnings.append(loaded.missing[row.id])
+        if row.id in loaded.notes:
+            job.warnings.append(loaded.notes[row.id])
         _check(job)
         job.cost = prices.cost(job.model, job.tokens.prompt, job.tokens.output, job.tokens.thinking)
         jobs.append(job)

@@ -12,7 +12,10 @@ Which requests count as failed, per job:
 
 Requests are taken from the job's input file (``Locations.resolve_input``) by
 ``key``, byte for byte as they were written there. An input line without a key
-is known by its position (``"0"``, ``"1"`` …), as inline results name it.
+is known by its position (``"0"``, ``"1"`` …), as inline results name it. What
+each key's result said is read from the ``requests`` table (the file is indexed
+first if it is not yet); only a database that cannot take the index (read-only)
+has the result file read directly.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from gembatch.common.atomic import atomic_writer
 from gembatch.common.failed import FailedScan, FailedSet, JobRef
 from gembatch.common.hashing import file_sha256
 from gembatch.common.locations import Locations
-from gembatch.report.resultstats import iter_result_lines, request_key
+from gembatch.common.resultlines import OK, RequestRow, Scan, request_key
+from gembatch.report.resultstats import ResultSource, load_stats
+from gembatch.store import requests as request_rows
 from gembatch.store.database import Store
 from gembatch.store.reports import job_refs, retry_family
 
@@ -55,25 +60,30 @@ def iter_input(path: Path) -> Iterator[tuple[str, bytes]]:
             index += 1
 
 
-def _result_keys(path: str) -> tuple[set[str], set[str]]:
-    """(keys that succeeded, keys that failed) in a result file.
+def indexed_jobs(store: Store, locations: Locations, jobs: list[JobRef]) -> set[int]:
+    """The jobs among ``jobs`` whose ``requests`` rows are current, indexing those
+    that are not yet (or no longer) indexed."""
+    sources = [
+        ResultSource(job.id, str(locations.resolve_result(job.result_path)), job.result_sha256)
+        for job in jobs
+        if job.result_path
+    ]
+    return load_stats(store, sources).indexed if sources else set()
 
-    Both sets hold only keys; a million-line file's keys take tens of megabytes,
-    acceptable for the one-off ``--failed``/``retry`` (the report itself keeps
-    only counters).
+
+def _answered_keys(path: Path) -> set[str]:
+    """The keys a result file answered successfully, read straight from it."""
+    return {row.key for row in Scan(path) if row.status == OK and row.key is not None}
+
+
+def failed_for_job(
+    job: JobRef, locations: Locations, store: Store | None = None, *, indexed: bool = False
+) -> FailedSet:
+    """Read the job's results and input; raise OSError/ValueError when they cannot be read.
+
+    ``indexed``: the job's ``requests`` rows are current, so its answers are read
+    from ``store`` rather than from the result file.
     """
-    ok: set[str] = set()
-    bad: set[str] = set()
-    for line in iter_result_lines(path):
-        if line.key is None:
-            continue
-        (ok if line.kind == "succeeded" else bad).add(line.key)
-    # A key answered twice (should not happen) counts as answered if any answer succeeded.
-    return ok, bad - ok
-
-
-def failed_for_job(job: JobRef, locations: Locations) -> FailedSet:
-    """Read the job's results and input; raise OSError/ValueError when they cannot be read."""
     input_path = locations.resolve_input(job.input_file)
     if job.input_sha256 and file_sha256(input_path) != job.input_sha256:
         # The file was rewritten after this job was submitted (a resubmission with
@@ -82,8 +92,11 @@ def failed_for_job(job: JobRef, locations: Locations) -> FailedSet:
     selected = FailedSet(job, input_path)
     ok: set[str] = set()
     result = locations.resolve_result(job.result_path) if job.result_path else None
-    if result is not None and result.exists():
-        ok, _ = _result_keys(str(result))
+    if indexed and store is not None:
+        # A key answered twice (should not happen) counts as answered if any answer succeeded.
+        ok = request_rows.ok_keys(store, job.id)
+    elif result is not None and result.exists():
+        ok = _answered_keys(result)
     elif job.state == states.SUCCEEDED:
         raise OSError(f"{result or 'result file'}: not found")
     for key, raw in iter_input(input_path):
@@ -105,13 +118,16 @@ def collect_failed(
     if include_cancelled:
         wanted.add(states.CANCELLED)
     scan = FailedScan()
+    chosen: list[JobRef] = []
     for job in job_refs(store, job_ids):
-        if job.state not in wanted:
-            if job_ids and not states.is_terminal(job.state):
-                scan.warnings.append(f"#{job.id} {job.input_file}: still {states.short(job.state)}")
-            continue
+        if job.state in wanted:
+            chosen.append(job)
+        elif job_ids and not states.is_terminal(job.state):
+            scan.warnings.append(f"#{job.id} {job.input_file}: still {states.short(job.state)}")
+    indexed = indexed_jobs(store, locations, chosen)
+    for job in chosen:
         try:
-            selected = failed_for_job(job, locations)
+            selected = failed_for_job(job, locations, store, indexed=job.id in indexed)
         except (OSError, ValueError) as exc:
             scan.warnings.append(f"#{job.id} {job.input_file}: {exc}")
             continue
@@ -152,18 +168,26 @@ class Attempt:
     detail: str = ""
 
 
-def _outcome(job: JobRef, key: str, locations: Locations) -> tuple[str, str]:
+def _said(row: RequestRow | request_rows.StoredRequest) -> tuple[str, str]:
+    if row.status == OK:
+        return "succeeded", ""
+    if row.error_code is not None:
+        return "failed", f"{row.error_code}: {row.error_message or ''}"
+    return "failed", "malformed result line"
+
+
+def _outcome(
+    job: JobRef, key: str, locations: Locations, rows: dict[int, request_rows.StoredRequest] | None
+) -> tuple[str, str]:
+    """``rows``: the indexed answers to ``key`` by job, when this job's index is current."""
     result = locations.resolve_result(job.result_path) if job.result_path else None
+    if rows is not None:
+        row = rows.get(job.id)
+        return _said(row) if row is not None else ("no result", "key not in the result file")
     if result is not None and result.exists():
-        for line in iter_result_lines(str(result)):
-            if line.key != key:
-                continue
-            if line.kind == "succeeded":
-                return "succeeded", ""
-            if line.error is not None:
-                code, message = line.error
-                return "failed", f"{code}: {message}"
-            return "failed", "malformed result line"
+        for line in Scan(result):
+            if line.key == key:
+                return _said(line)
         return "no result", "key not in the result file"
     if not states.is_terminal(job.state):
         return "pending", states.short(job.state)
@@ -191,8 +215,10 @@ def request_history(store: Store, locations: Locations, job_id: int, key: str) -
         if job.retry_of in carried and _has_key(job, locations, key):
             chain.append(job)
             carried.add(job.id)
+    indexed = indexed_jobs(store, locations, chain)
+    answers = request_rows.rows_for_key(store, indexed, key)
     attempts = []
     for item in chain:
-        outcome, detail = _outcome(item, key, locations)
+        outcome, detail = _outcome(item, key, locations, answers if item.id in indexed else None)
         attempts.append(Attempt(item.id, item.input_file, item.state, outcome, detail))
     return attempts

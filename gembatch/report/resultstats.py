@@ -1,35 +1,29 @@
-"""Per-job figures from a result JSONL file, read as a stream.
+"""Per-job figures from a job's result file, through its rows in the ``requests`` table.
 
-A result line holds ``response`` or ``error`` plus ``key`` (protocol §4.5), in any
-key order and with any extra fields. Each line is parsed on its own with
-``json.loads`` and dropped, so memory stays flat however large the file: what is
-kept is a handful of counters and at most :data:`MAX_ERROR_KINDS` distinct error
-messages.
+A result file is read once, as a stream, into the ``requests`` table
+(:func:`gembatch.store.requests.index_file`), which writes the job's figures to
+``job_stats`` in the same transaction; a report reads those figures back and
+reads the file again only when it is no longer the one indexed.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gembatch.common.timeutil import now as utcnow
+from gembatch.common import resultlines
+from gembatch.common.resultlines import RequestRow, Scan
+from gembatch.store import requests as request_rows
 from gembatch.store.database import Store
-from gembatch.store.stats import StatsRow, read_stats, save_stats
+from gembatch.store.requests import MALFORMED_KIND as MALFORMED
+from gembatch.store.requests import MAX_ERROR_KINDS, OTHER_ERRORS
+from gembatch.store.stats import StatsRow, read_stats
 
-# Bump when the figures a parse produces change, so cached stats are recomputed.
-PARSER_VERSION = 1
-# A file where every error message differs (it names the key, say) must not grow
-# the counter without bound: later kinds fold into one "other errors" entry.
-MAX_ERROR_KINDS = 50
-OTHER_ERRORS = (-1, "(other error kinds)")
-# Lines that are not a JSON object with a response or an error: counted apart,
-# with a warning, never a crash.
-MALFORMED = (-2, "(malformed result line)")
+__all__ = ["MALFORMED", "MAX_ERROR_KINDS", "OTHER_ERRORS"]
 
 # gRPC status names for the codes a result line's google.rpc.Status carries.
 GRPC_NAMES = {
@@ -113,95 +107,25 @@ class ResultStats:
         return counts
 
 
-def _int(value: Any) -> int:
-    # Token counts are JSON integers; anything else (missing, null, a string) is 0.
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _usage(response: dict[str, Any]) -> Tokens:
-    usage = response.get("usageMetadata")
-    if not isinstance(usage, dict):
-        usage = response.get("usage_metadata")
-    if not isinstance(usage, dict):
-        return Tokens()
-    prompt = _int(usage.get("promptTokenCount"))
-    output = _int(usage.get("candidatesTokenCount"))
-    thinking = _int(usage.get("thoughtsTokenCount"))
-    total = _int(usage.get("totalTokenCount")) or prompt + output + thinking
-    return Tokens(prompt, output, thinking, total)
-
-
-def _error_kind(error: Any) -> tuple[int, str]:
-    if not isinstance(error, dict):
-        return (2, str(error))
-    code = error.get("code")
-    message = error.get("message")
-    return (
-        code if isinstance(code, int) and not isinstance(code, bool) else 2,
-        message.strip() if isinstance(message, str) else "",
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ResultLine:
-    """One classified result line."""
-
-    lineno: int
-    kind: str  # "succeeded", "failed" or "malformed"
-    key: str | None
-    error: tuple[int, str] | None = None
-    tokens: Tokens | None = None
-
-
-def request_key(value: Any) -> str | None:
-    """Keys compare as strings: an input's ``"key": 7`` and a result's ``"7"`` are one request."""
-    if value is None:
-        return None
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def classify(raw: bytes | str, lineno: int) -> ResultLine | None:
-    """Classify one line; ``None`` for a blank line."""
-    if not raw.strip():
-        return None
-    try:
-        obj = json.loads(raw)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
-        return ResultLine(lineno, "malformed", None)
-    if not isinstance(obj, dict):
-        return ResultLine(lineno, "malformed", None)
-    key = request_key(obj.get("key"))
-    error = obj.get("error")
-    if error is not None:
-        return ResultLine(lineno, "failed", key, error=_error_kind(error))
-    response = obj.get("response")
-    if isinstance(response, dict):
-        return ResultLine(lineno, "succeeded", key, tokens=_usage(response))
-    return ResultLine(lineno, "malformed", key)
-
-
-def iter_result_lines(path: Path | str) -> Iterator[ResultLine]:
-    """Every non-blank line of a result file, classified, one at a time."""
-    with open(path, "rb") as stream:
-        for lineno, raw in enumerate(stream, start=1):
-            line = classify(raw, lineno)
-            if line is not None:
-                yield line
-
-
-def parse_result_file(path: Path | str) -> ResultStats:
-    """Count outcomes, error kinds and tokens of one result file, streaming."""
+def stats_from_rows(rows: Iterable[RequestRow]) -> ResultStats:
+    """Count outcomes, error kinds and tokens of result rows, keeping only counters."""
     stats = ResultStats()
     tokens = stats.tokens
     errors = stats.errors
-    for line in iter_result_lines(path):
-        if line.kind == "succeeded":
+    for row in rows:
+        if row.status == resultlines.OK:
             stats.succeeded += 1
-            assert line.tokens is not None
-            tokens.add(line.tokens)
-        elif line.kind == "failed":
+            tokens.add(
+                Tokens(
+                    row.prompt_tokens or 0,
+                    row.output_tokens or 0,
+                    row.thinking_tokens or 0,
+                    row.total_tokens or 0,
+                )
+            )
+        elif row.status == resultlines.ERROR:
             stats.failed += 1
-            kind = line.error or (2, "")
+            kind = (row.error_code if row.error_code is not None else 2, row.error_message or "")
             if kind not in errors and len(errors) >= MAX_ERROR_KINDS:
                 kind = OTHER_ERRORS
             errors[kind] += 1
@@ -209,8 +133,14 @@ def parse_result_file(path: Path | str) -> ResultStats:
             stats.malformed += 1
             errors[MALFORMED] += 1
             if stats.first_malformed_line is None:
-                stats.first_malformed_line = line.lineno
+                stats.first_malformed_line = row.line_no
     return stats
+
+
+def parse_result_file(path: Path | str) -> ResultStats:
+    """The figures of one result file read straight from it, without the database
+    (the same reading of each line as the index's)."""
+    return stats_from_rows(Scan(path))
 
 
 def error_label(code: int, message: str) -> str:
@@ -243,7 +173,7 @@ def _file_identity(path: str) -> tuple[int, int] | None:
 
 
 def _cache_valid(row: StatsRow, source: ResultSource, identity: tuple[int, int] | None) -> bool:
-    if row.parser_version != PARSER_VERSION or row.result_sha256 != source.sha256:
+    if row.parser_version != resultlines.INDEX_VERSION or row.result_sha256 != source.sha256:
         return False
     if identity is None:
         # The file is gone (moved, deleted by hand): what it held is still known.
@@ -265,66 +195,60 @@ def _from_row(row: StatsRow) -> ResultStats:
     )
 
 
-def _to_row(
-    job_id: int, stats: ResultStats, source: ResultSource, identity: tuple[int, int] | None
-) -> StatsRow:
-    return StatsRow(
-        job_id=job_id,
-        parser_version=PARSER_VERSION,
-        result_sha256=source.sha256,
-        result_size=identity[0] if identity else None,
-        result_mtime_ns=identity[1] if identity else None,
-        succeeded=stats.succeeded,
-        failed=stats.failed,
-        malformed=stats.malformed,
-        errors_json=stats.errors_json(),
-        prompt_tokens=stats.tokens.prompt,
-        output_tokens=stats.tokens.output,
-        thinking_tokens=stats.tokens.thinking,
-        total_tokens=stats.tokens.total,
-        computed_at=utcnow(),
-    )
-
-
 @dataclass
 class LoadResult:
     """Stats by job id; jobs whose file could not be read are in ``missing``."""
 
     stats: dict[int, ResultStats] = field(default_factory=dict)
     missing: dict[int, str] = field(default_factory=dict)
+    # Jobs whose ``requests`` rows are those of their file as it is now.
+    indexed: set[int] = field(default_factory=set)
+    # Jobs whose figures came with something to say (a file changed since its download).
+    notes: dict[int, str] = field(default_factory=dict)
     parsed: int = 0  # files read this time (the rest came from the cache)
 
 
 def load_stats(store: Store, sources: list[ResultSource], *, refresh: bool = False) -> LoadResult:
-    """Stats for every source: from ``job_stats`` when still valid, else parsed and stored.
+    """Stats for every source: from ``job_stats`` when still valid, else the file
+    is indexed (its ``requests`` rows and figures written in one transaction) and
+    the fresh figures read back.
 
-    Parsing happens outside any transaction (a large file takes seconds and must not
-    hold the write lock); fresh rows are written in one short transaction at the end.
-    A read-only database (``gembatch sql``'s users, a shared file) still gets its
-    report: a failed cache write is ignored.
+    A read-only database (a shared file, a reader without write access) still
+    gets its report: the file is then counted straight from disk.
     """
     result = LoadResult()
     cached = read_stats(store, [s.job_id for s in sources])
-    fresh: list[StatsRow] = []
+    indexed: list[int] = []
     for source in sources:
         identity = _file_identity(source.path)
         row = cached.get(source.job_id)
         if not refresh and row is not None and _cache_valid(row, source, identity):
             result.stats[source.job_id] = _from_row(row)
+            if identity is not None:
+                result.indexed.add(source.job_id)
             continue
         if identity is None:
             result.missing[source.job_id] = f"{source.path}: result file not found"
             continue
-        try:
-            stats = parse_result_file(source.path)
-        except OSError as exc:
-            result.missing[source.job_id] = f"{source.path}: {exc.strerror or exc}"
-            continue
+        outcome = request_rows.index_file(
+            store, source.job_id, source.path, sha256=source.sha256, size=identity[0]
+        )
         result.parsed += 1
-        result.stats[source.job_id] = stats
-        fresh.append(_to_row(source.job_id, stats, source, identity))
-    if fresh:
-        # A failed write (read-only file, or the job was deleted meanwhile) is
-        # ignored: the figures are still right.
-        save_stats(store, fresh)
+        if outcome.indexed:
+            indexed.append(source.job_id)
+        elif outcome.status == "missing":
+            result.missing[source.job_id] = outcome.detail
+        else:
+            if outcome.status == "changed":
+                result.notes[source.job_id] = (
+                    f"{source.path} is not the file poll saved (changed since); "
+                    "figures read from it as it is now"
+                )
+            try:
+                result.stats[source.job_id] = parse_result_file(source.path)
+            except OSError as exc:
+                result.missing[source.job_id] = f"{source.path}: {exc.strerror or exc}"
+    for job_id, fresh in read_stats(store, indexed).items():
+        result.stats[job_id] = _from_row(fresh)
+        result.indexed.add(job_id)
     return result

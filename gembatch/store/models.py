@@ -311,6 +311,40 @@ class JobStats(Base):
     computed_at: Mapped[datetime]
 
 
+class Request(Base):
+    """One request of a job's result file: where its line is and what it says.
+
+    The text stays in the file (``jobs.result_path``), found by ``byte_offset`` and
+    ``byte_length``. Written whole for a file in one transaction, together with the
+    file's ``job_stats`` row, which says which bytes the rows were read from.
+    """
+
+    __tablename__ = "requests"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    # 1-based line number in the result file (blank lines counted, never indexed).
+    line_no: Mapped[int] = mapped_column(Count, primary_key=True)
+    byte_offset: Mapped[int] = mapped_column(Count)
+    byte_length: Mapped[int] = mapped_column(Count)
+    # As the input gave it, compared as text ("7" and 7 are one key); NULL on a
+    # line that does not parse.
+    key: Mapped[str | None] = mapped_column(Text)
+    # ok, error or malformed (a line that is not a JSON object with a response or error).
+    status: Mapped[str] = mapped_column(String(16))
+    # The line's google.rpc.Status: a gRPC code (3 INVALID_ARGUMENT, 13 INTERNAL ...).
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(64))
+    prompt_tokens: Mapped[int | None] = mapped_column(Count)
+    output_tokens: Mapped[int | None] = mapped_column(Count)
+    thinking_tokens: Mapped[int | None] = mapped_column(Count)
+    total_tokens: Mapped[int | None] = mapped_column(Count)
+    # Embedding results: the vector's length.
+    embedding_dim: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_requests_key", "key"),)
+
+
 # Event kinds, named once so SQL users and code agree.
 EVENT_IMPORTED = "imported"
 EVENT_STATE_CHANGE = "state_change"

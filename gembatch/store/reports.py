@@ -103,6 +103,7 @@ def _ref(job: Job) -> JobRef:
         job.result_path,
         job.input_sha256,
         job.retry_of_job_id,
+        job.result_sha256,
     )
 
 
@@ -117,6 +118,7 @@ def job_refs(store: Store, job_ids: list[int] | None = None) -> list[JobRef]:
             Job.result_path,
             Job.input_sha256,
             Job.retry_of_job_id,
+            Job.result_sha256,
         ).order_by(Job.id)
         if job_ids:
             query = query.where(Job.id.in_(job_ids))

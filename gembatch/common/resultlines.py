@@ -1,0 +1,169 @@
+"""Result JSONL, one request at a time: what each line says, where it is, and the file's hash.
+
+A result line holds ``response`` or ``error`` plus ``key`` (protocol §4.5), in any
+key order and with any extra fields; an embedding result's ``response`` holds an
+``embedding`` (``values``) and a ``tokenCount`` instead of candidates. Each line is
+parsed on its own and dropped, so a scan's memory stays flat however large the
+file. The data layer indexes these rows (table ``requests``); the report, the
+results join and retry read them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+# Bump when what a scan records changes, so every index is rebuilt from its file.
+INDEX_VERSION = 2
+
+OK = "ok"
+ERROR = "error"
+# Not a JSON object with a response or an error: kept, counted apart, never a crash.
+MALFORMED = "malformed"
+
+
+class RequestRow(NamedTuple):
+    """One result line as the ``requests`` table holds it (tokens ``None`` when the
+    line carries no ``usageMetadata``)."""
+
+    line_no: int
+    byte_offset: int
+    byte_length: int
+    key: str | None
+    status: str
+    error_code: int | None
+    error_message: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    output_tokens: int | None
+    thinking_tokens: int | None
+    total_tokens: int | None
+    embedding_dim: int | None
+
+
+def request_key(value: Any) -> str | None:
+    """Keys compare as strings: an input's ``"key": 7`` and a result's ``"7"`` are one request."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _int(value: Any) -> int | None:
+    # Counts are JSON integers; the API's int64 fields may come as decimal strings.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
+    value = obj.get(camel)
+    return obj.get(snake) if value is None else value
+
+
+def _usage(response: dict[str, Any]) -> tuple[int | None, int | None, int | None, int | None]:
+    usage = _get(response, "usageMetadata", "usage_metadata")
+    if not isinstance(usage, dict):
+        # An embedding response counts only its input: ``tokenCount``.
+        count = _int(_get(response, "tokenCount", "token_count"))
+        return (count, None, None, count) if count is not None else (None, None, None, None)
+    prompt = _int(_get(usage, "promptTokenCount", "prompt_token_count"))
+    output = _int(_get(usage, "candidatesTokenCount", "candidates_token_count"))
+    thinking = _int(_get(usage, "thoughtsTokenCount", "thoughts_token_count"))
+    total = _int(_get(usage, "totalTokenCount", "total_token_count"))
+    if total is None and (prompt, output, thinking) != (None, None, None):
+        total = (prompt or 0) + (output or 0) + (thinking or 0)
+    return prompt, output, thinking, total
+
+
+def _finish_reason(response: dict[str, Any]) -> str | None:
+    candidates = response.get("candidates")
+    if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
+        reason = _get(candidates[0], "finishReason", "finish_reason")
+        return reason if isinstance(reason, str) else None
+    return None
+
+
+def _embedding_dim(response: dict[str, Any]) -> int | None:
+    embedding = response.get("embedding")
+    if embedding is None:
+        embeddings = response.get("embeddings")
+        if isinstance(embeddings, list) and embeddings:
+            embedding = embeddings[0]
+    if isinstance(embedding, dict) and isinstance(embedding.get("values"), list):
+        return len(embedding["values"])
+    return None
+
+
+def _error(error: Any) -> tuple[int, str]:
+    if not isinstance(error, dict):
+        return 2, str(error)  # 2 = UNKNOWN
+    code = _int(error.get("code"))
+    message = error.get("message")
+    return (2 if code is None else code), (message.strip() if isinstance(message, str) else "")
+
+
+def classify(raw: bytes, line_no: int, offset: int) -> RequestRow | None:
+    """One line as a row; ``None`` for a blank line (it holds no request)."""
+    if not raw.strip():
+        return None
+    length = len(raw)
+    try:
+        obj = json.loads(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        obj = None
+    if not isinstance(obj, dict):
+        return RequestRow(line_no, offset, length, None, MALFORMED, *(None,) * 8)
+    key = request_key(obj.get("key"))
+    error = obj.get("error")
+    if error is not None:
+        code, message = _error(error)
+        return RequestRow(line_no, offset, length, key, ERROR, code, message, *(None,) * 6)
+    response = obj.get("response")
+    if not isinstance(response, dict):
+        return RequestRow(line_no, offset, length, key, MALFORMED, *(None,) * 8)
+    return RequestRow(
+        line_no,
+        offset,
+        length,
+        key,
+        OK,
+        None,
+        None,
+        _finish_reason(response),
+        *_usage(response),
+        _embedding_dim(response),
+    )
+
+
+class Scan:
+    """Iterate over the rows of one result file; afterwards ``sha256``, ``size``
+    and ``mtime_ns`` say exactly which bytes the rows came from."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.sha256: str | None = None
+        self.size = 0
+        self.mtime_ns: int | None = None
+
+    def __iter__(self) -> Iterator[RequestRow]:
+        digest = hashlib.sha256()
+        offset = 0
+        with open(self.path, "rb") as stream:
+            before = os.fstat(stream.fileno())
+            for line_no, raw in enumerate(stream, start=1):
+                digest.update(raw)
+                row = classify(raw, line_no, offset)
+                offset += len(raw)
+                if row is not None:
+                    yield row
+            after = os.fstat(stream.fileno())
+        self.size = offset
+        # A file written to while it was read has no single identity.
+        self.mtime_ns = after.st_mtime_ns if after.st_mtime_ns == before.st_mtime_ns else None
+        self.sha256 = digest.hexdigest()

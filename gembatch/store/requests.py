@@ -1,0 +1,302 @@
+"""The ``requests`` table: one row per request of a job's result file.
+
+A file is indexed in one transaction: its old rows go, every line's row goes in
+(streamed, a chunk at a time, so memory stays flat), and the job's ``job_stats``
+row, computed from those rows by SQL, records which bytes they were read from.
+Killed half-way, the transaction leaves nothing; run again, it gives the same
+rows. Rows are kept only if the bytes read are the ones the job recorded
+(``jobs.result_sha256``): a file changed under the reader is indexed by nobody.
+
+Reading the file here, not in a caller, is what lets that check and the write
+be one transaction; what a line means is :mod:`gembatch.common.resultlines`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import case, delete, func, insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from gembatch.common import resultlines
+from gembatch.common.resultlines import RequestRow, Scan
+from gembatch.common.timeutil import now as utcnow
+from gembatch.store.database import Store
+from gembatch.store.inlists import id_chunks
+from gembatch.store.models import Job, JobStats, Request
+
+# Rows sent per INSERT: large enough to amortise the round trip, small enough
+# that a million-line file never sits in memory.
+_CHUNK = 5000
+# A file where every error message differs (it names the key, say) keeps this many
+# kinds in job_stats; the rest fold into one entry.
+MAX_ERROR_KINDS = 50
+OTHER_ERRORS = (-1, "(other error kinds)")
+MALFORMED_KIND = (-2, "(malformed result line)")
+# pg_advisory_xact_lock(namespace, job id): two indexers of one job take turns.
+_LOCK_NAMESPACE = 0x67626931
+
+_FIELDS = RequestRow._fields
+
+
+class _Changed(Exception):
+    """The file's bytes are not the ones the job recorded: roll the rows back."""
+
+
+class _Stopped(Exception):
+    """The run is being interrupted: roll back now rather than finish a long file."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexOutcome:
+    """What :func:`index_file` did: ``indexed``, ``changed`` (the file is not the
+    job's recorded result), ``gone`` (no such job), ``missing`` (no file),
+    ``stopped`` (interrupted) or ``failed`` (the database refused: read-only,
+    locked too long)."""
+
+    status: str
+    rows: int = 0
+    detail: str = ""
+
+    @property
+    def indexed(self) -> bool:
+        return self.status == "indexed"
+
+
+def index_file(
+    store: Store,
+    job_id: int,
+    path: Path | str,
+    *,
+    sha256: str | None,
+    size: int | None,
+    stop: Callable[[], bool] | None = None,
+) -> IndexOutcome:
+    """Replace job ``job_id``'s rows with those of ``path``, in one transaction.
+
+    ``sha256`` and ``size`` are what the job recorded of its result (``None``
+    when it recorded none, as for imported jobs): the rows are kept only if the
+    bytes read match them. ``stop`` is asked between chunks; once it says yes
+    the transaction is rolled back (outcome ``stopped``).
+    """
+    scan = Scan(path)
+    try:
+        with store.transaction() as session:
+            _lock(session, job_id)
+            if session.get(Job, job_id) is None:
+                return IndexOutcome("gone")
+            session.execute(delete(Request).where(Request.job_id == job_id))
+            session.execute(delete(JobStats).where(JobStats.job_id == job_id))
+            rows = _insert_rows(session, job_id, iter(scan), stop)
+            if (sha256 is not None and scan.sha256 != sha256) or (
+                size is not None and scan.size != size
+            ):
+                raise _Changed
+            if sha256 is None and scan.mtime_ns is None:
+                raise _Changed  # written to while read, and no hash to tell
+            session.execute(insert(JobStats), [_summary(session, job_id, scan, sha256)])
+    except _Stopped:
+        return IndexOutcome("stopped")
+    except _Changed:
+        return IndexOutcome("changed", detail=f"{path}: not the result file the job recorded")
+    except FileNotFoundError:
+        return IndexOutcome("missing", detail=f"{path}: result file not found")
+    except OSError as exc:
+        return IndexOutcome("missing", detail=f"{path}: {exc.strerror or exc}")
+    except IntegrityError:
+        return IndexOutcome("gone")
+    except OperationalError as exc:
+        return IndexOutcome("failed", detail=str(exc.orig or exc).splitlines()[0])
+    return IndexOutcome("indexed", rows=rows)
+
+
+def _lock(session: Session, job_id: int) -> None:
+    # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs a lock
+    # that does not hold up the job row's other writers (the poller's records).
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :job)"),
+            {"space": _LOCK_NAMESPACE, "job": job_id},
+        )
+
+
+def _insert_rows(
+    session: Session,
+    job_id: int,
+    rows: Iterator[RequestRow],
+    stop: Callable[[], bool] | None,
+) -> int:
+    # The driver's own executemany with plain tuples: a million rows is a
+    # million of them, and building a dict per row for the ORM costs a third.
+    connection = session.connection()
+    dialect = connection.dialect
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    columns = ("job_id", *_FIELDS)
+    sql = f"INSERT INTO requests ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    count = 0
+    while chunk := list(islice(rows, _CHUNK)):
+        if stop is not None and stop():
+            raise _Stopped
+        connection.exec_driver_sql(sql, [(job_id, *row) for row in chunk])
+        count += len(chunk)
+    return count
+
+
+def _summary(session: Session, job_id: int, scan: Scan, sha256: str | None) -> dict[str, Any]:
+    """The job_stats row of the rows just written, computed from them."""
+    mine = Request.job_id == job_id
+    counts: dict[str, int] = dict.fromkeys((resultlines.OK, resultlines.ERROR), 0)
+    counts[resultlines.MALFORMED] = 0
+    for status, count in session.execute(
+        select(Request.status, func.count()).where(mine).group_by(Request.status)
+    ):
+        counts[status] = count
+    ok = Request.status == resultlines.OK
+    sums = session.execute(
+        select(
+            *(
+                func.coalesce(func.sum(case((ok, column), else_=0)), 0)
+                for column in (
+                    Request.prompt_tokens,
+                    Request.output_tokens,
+                    Request.thinking_tokens,
+                    Request.total_tokens,
+                )
+            )
+        ).where(mine)
+    ).one()
+    return {
+        "job_id": job_id,
+        "parser_version": resultlines.INDEX_VERSION,
+        "result_sha256": sha256,
+        "result_size": scan.size,
+        "result_mtime_ns": scan.mtime_ns,
+        "succeeded": counts[resultlines.OK],
+        "failed": counts[resultlines.ERROR],
+        "malformed": counts[resultlines.MALFORMED],
+        "errors_json": _error_kinds(session, job_id, counts[resultlines.MALFORMED]),
+        "prompt_tokens": int(sums[0]),
+        "output_tokens": int(sums[1]),
+        "thinking_tokens": int(sums[2]),
+        "total_tokens": int(sums[3]),
+        "computed_at": utcnow(),
+    }
+
+
+def _error_kinds(session: Session, job_id: int, malformed: int) -> list[list[Any]]:
+    """``[[code, message, count], ...]``, most frequent first, at most MAX_ERROR_KINDS."""
+    found = session.execute(
+        select(Request.error_code, Request.error_message, func.count().label("n"))
+        .where(Request.job_id == job_id, Request.status == resultlines.ERROR)
+        .group_by(Request.error_code, Request.error_message)
+    ).all()
+    kinds = sorted(
+        ((int(code or 0), message or "", int(n)) for code, message, n in found),
+        key=lambda kind: (-kind[2], kind[0], kind[1]),
+    )
+    kept = [list(kind) for kind in kinds[:MAX_ERROR_KINDS]]
+    rest = sum(kind[2] for kind in kinds[MAX_ERROR_KINDS:])
+    if rest:
+        kept.append([*OTHER_ERRORS, rest])
+    if malformed:
+        kept.append([*MALFORMED_KIND, malformed])
+    return sorted(kept, key=lambda kind: (-kind[2], kind[0]))
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRequest:
+    """One ``requests`` row, as the results join and the Python API read it."""
+
+    job_id: int
+    line_no: int
+    byte_offset: int
+    byte_length: int
+    key: str | None
+    status: str
+    error_code: int | None
+    error_message: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    output_tokens: int | None
+    thinking_tokens: int | None
+    total_tokens: int | None
+    embedding_dim: int | None
+
+
+_COLUMNS = (Request.job_id, *(getattr(Request, name) for name in _FIELDS))
+# Rows per read of :func:`iter_requests`: each page is its own short read.
+_PAGE = 5000
+
+
+def iter_requests(
+    store: Store, job_id: int, *, failed: bool = False, page: int = _PAGE
+) -> Iterator[StoredRequest]:
+    """Job ``job_id``'s rows in line order, a page per read (no read stays open
+    while the caller works), ``failed`` for the error and malformed lines only."""
+    after = 0
+    while True:
+        query = (
+            select(*_COLUMNS)
+            .where(Request.job_id == job_id, Request.line_no > after)
+            .order_by(Request.line_no)
+            .limit(page)
+        )
+        if failed:
+            query = query.where(Request.status != resultlines.OK)
+        with store.reading() as session:
+            rows = [StoredRequest(*row) for row in session.execute(query)]
+        yield from rows
+        if len(rows) < page:
+            return
+        after = rows[-1].line_no
+
+
+def ok_keys(store: Store, job_id: int) -> set[str]:
+    """The keys job ``job_id``'s result file answered successfully."""
+    with store.reading() as session:
+        rows = session.execute(
+            select(Request.key).where(
+                Request.job_id == job_id,
+                Request.status == resultlines.OK,
+                Request.key.is_not(None),
+            )
+        )
+        return {key for (key,) in rows}
+
+
+def rows_for_key(store: Store, job_ids: Collection[int], key: str) -> dict[int, StoredRequest]:
+    """The first row answering ``key`` in each of these jobs (those that have one)."""
+    found: dict[int, StoredRequest] = {}
+    with store.reading() as session:
+        for chunk in id_chunks(job_ids):
+            query = (
+                select(*_COLUMNS)
+                .where(Request.key == key, Request.job_id.in_(chunk))
+                .order_by(Request.job_id, Request.line_no)
+            )
+            for row in session.execute(query):
+                found.setdefault(row.job_id, StoredRequest(*row))
+    return found
+
+
+def forget(store: Store, job_ids: Collection[int] | None = None) -> int:
+    """Drop the rows and figures of these jobs (all when ``None``): the next
+    report or ``gembatch db reindex`` reads their files again."""
+    with store.transaction() as session:
+        if job_ids is None:
+            count = session.execute(delete(Request)).rowcount
+            session.execute(delete(JobStats))
+            return int(count or 0)
+        count = 0
+        for chunk in id_chunks(job_ids):
+            count += session.execute(delete(Request).where(Request.job_id.in_(chunk))).rowcount or 0
+            session.execute(delete(JobStats).where(JobStats.job_id.in_(chunk)))
+        return count

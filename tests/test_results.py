@@ -1,0 +1,280 @@
+"""The ``requests`` table and ``gembatch results``: every request a row, joined by key.
+
+Rows are checked against the real Gemini result files (their lines shuffled, so
+order cannot stand in for keys), files with error, blank and malformed lines,
+inline results and embedding results, and a whole run through the emulator.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import REAL_GEMINI
+from sqlalchemy import func, select
+
+from gembatch.common.hashing import file_sha256
+from gembatch.common.locations import sqlite_url
+from gembatch.common.timeutil import now
+from gembatch.emulator import Emulator
+from gembatch.emulator.config import OutcomeRule
+from gembatch.store import requests as request_rows
+from gembatch.store.database import Store, open_store
+from gembatch.store.models import Job, JobStats, Request
+
+ENV = {"GEMINI_API_KEY": "test-key"}
+
+
+def _job(store: Store, input_file: str, result: Path | None, **extra: object) -> int:
+    with store.transaction() as session:
+        job = Job(
+            input_file=input_file,
+            result_path=str(result) if result else None,
+            result_sha256=file_sha256(result) if result else None,
+            result_size=result.stat().st_size if result else None,
+            state="JOB_STATE_SUCCEEDED",
+            added_at=now(),
+            **extra,
+        )
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def _rows(store: Store, job_id: int) -> list[request_rows.StoredRequest]:
+    return list(request_rows.iter_requests(store, job_id))
+
+
+def _shuffled_copy(source: Path, target: Path, seed: int = 7) -> Path:
+    lines = source.read_bytes().splitlines(keepends=True)
+    random.Random(seed).shuffle(lines)
+    target.write_bytes(b"".join(lines))
+    return target
+
+
+@pytest.fixture
+def store(workdir: Path) -> Store:
+    opened = open_store(sqlite_url(workdir / "gembatch.db"))
+    yield opened
+    opened.dispose()
+
+
+# --- the rows --------------------------------------------------------------------------
+
+
+def test_real_gemini_rows_are_found_by_key_and_offset(store: Store, workdir: Path) -> None:
+    result = _shuffled_copy(REAL_GEMINI / "results" / "basic.jsonl", workdir / "r.jsonl")
+    job_id = _job(store, "basic.jsonl", result)
+    outcome = request_rows.index_file(
+        store, job_id, result, sha256=file_sha256(result), size=result.stat().st_size
+    )
+    assert outcome.indexed and outcome.rows == 5
+    rows = _rows(store, job_id)
+    data = result.read_bytes()
+    for row in rows:
+        line = json.loads(data[row.byte_offset : row.byte_offset + row.byte_length])
+        assert line["key"] == row.key  # the offset finds this row's own line
+        usage = line["response"]["usageMetadata"]
+        assert (row.prompt_tokens, row.output_tokens, row.total_tokens) == (
+            usage["promptTokenCount"],
+            usage["candidatesTokenCount"],
+            usage["totalTokenCount"],
+        )
+        assert (row.status, row.finish_reason, row.error_code) == ("ok", "STOP", None)
+    assert [row.line_no for row in rows] == [1, 2, 3, 4, 5]
+    assert sorted(row.key for row in rows) == [f"request_{n}" for n in range(1, 6)]
+    # By hand from the fixture: request_1 is 14 prompt + 900 output = 914 tokens.
+    first = next(row for row in rows if row.key == "request_1")
+    assert (first.prompt_tokens, first.output_tokens, first.total_tokens) == (14, 900, 914)
+    with store.reading() as session:
+        stats = session.get(JobStats, job_id)
+        assert stats is not None and stats.succeeded == 5 and stats.total_tokens == 3484
+
+
+def test_error_blank_malformed_and_thinking_lines(store: Store, workdir: Path) -> None:
+    lines = [
+        {
+            "key": "a",
+            "response": {
+                "candidates": [{"finishReason": "MAX_TOKENS"}],
+                "usageMetadata": {
+                    "promptTokenCount": 3,
+                    "candidatesTokenCount": 5,
+                    "thoughtsTokenCount": 7,
+                },
+            },
+        },
+        {"error": {"code": 8, "message": " Resource exhausted. "}, "key": "b"},
+        None,  # a blank line: no request, but its bytes still count for offsets
+        {"key": 7, "error": {"code": "13", "message": "Internal"}},
+        "[1, 2]",
+        "{not json",
+        {"key": "e", "response": "not an object"},
+    ]
+    raw = b""
+    for line in lines:
+        if line is None:
+            raw += b"   \n"
+        elif isinstance(line, str):
+            raw += line.encode() + b"\n"
+        else:
+            raw += json.dumps(line).encode() + b"\n"
+    raw += "\xff\xfe not utf-8\n".encode("latin-1")
+    result = workdir / "r.jsonl"
+    result.write_bytes(raw)
+    job_id = _job(store, "in.jsonl", result)
+    assert request_rows.index_file(store, job_id, result, sha256=None, size=None).indexed
+    rows = {row.line_no: row for row in _rows(store, job_id)}
+    assert sorted(rows) == [1, 2, 4, 5, 6, 7, 8]
+    assert rows[1].status == "ok" and rows[1].finish_reason == "MAX_TOKENS"
+    # No totalTokenCount: the sum of the parts.
+    assert (rows[1].prompt_tokens, rows[1].output_tokens, rows[1].thinking_tokens) == (3, 5, 7)
+    assert rows[1].total_tokens == 15
+    assert (rows[2].status, rows[2].error_code, rows[2].error_message) == (
+        "error",
+        8,
+        "Resource exhausted.",
+    )
+    assert rows[4].key == "7" and rows[4].error_code == 13
+    assert [rows[n].status for n in (5, 6, 7, 8)] == ["malformed"] * 4
+    assert rows[7].key == "e"
+    assert rows[5].byte_offset == len(raw.split(b"\n[1, 2]")[0]) + 1
+    with store.reading() as session:
+        stats = session.get(JobStats, job_id)
+        assert stats is not None
+        assert (stats.succeeded, stats.failed, stats.malformed) == (1, 2, 4)
+        assert [8, "Resource exhausted.", 1] in stats.errors_json
+        assert [-2, "(malformed result line)", 4] in stats.errors_json
+
+
+def test_embedding_results_keep_the_vector_length(store: Store, workdir: Path) -> None:
+    result = workdir / "embed.jsonl"
+    result.write_text(
+        json.dumps(
+            {"key": "x", "response": {"embedding": {"values": [0.5] * 768}, "tokenCount": "9"}}
+        )
+        + "\n"
+        + json.dumps({"response": {"embedding": {"values": [0.1, 0.2, 0.3]}}, "key": "y"})
+        + "\n"
+    )
+    job_id = _job(store, "embed-in.jsonl", result)
+    request_rows.index_file(store, job_id, result, sha256=file_sha256(result), size=None)
+    rows = _rows(store, job_id)
+    assert [(r.key, r.embedding_dim, r.prompt_tokens, r.total_tokens) for r in rows] == [
+        ("x", 768, 9, 9),
+        ("y", 3, None, None),
+    ]
+
+
+def test_indexing_twice_gives_the_same_rows(store: Store, workdir: Path) -> None:
+    result = _shuffled_copy(
+        REAL_GEMINI / "results" / "structured-output.jsonl", workdir / "s.jsonl"
+    )
+    sha = file_sha256(result)
+    job_id = _job(store, "s.jsonl", result)
+    request_rows.index_file(store, job_id, result, sha256=sha, size=None)
+    first = _rows(store, job_id)
+    request_rows.index_file(store, job_id, result, sha256=sha, size=None)
+    assert _rows(store, job_id) == first
+    with store.reading() as session:
+        assert session.scalar(select(func.count()).select_from(Request)) == len(first) == 5
+
+
+def test_a_file_that_is_not_the_recorded_one_keeps_the_old_rows(
+    store: Store, workdir: Path
+) -> None:
+    result = workdir / "r.jsonl"
+    shutil.copy(REAL_GEMINI / "results" / "basic.jsonl", result)
+    sha = file_sha256(result)
+    job_id = _job(store, "basic.jsonl", result)
+    request_rows.index_file(store, job_id, result, sha256=sha, size=None)
+    result.write_text('{"key": "other", "response": {}}\n')
+    outcome = request_rows.index_file(store, job_id, result, sha256=sha, size=None)
+    assert outcome.status == "changed"
+    assert len(_rows(store, job_id)) == 5  # rolled back: the rows of the recorded file stay
+
+
+def test_a_stopped_index_leaves_no_rows(store: Store, workdir: Path) -> None:
+    result = workdir / "big.jsonl"
+    result.write_text("".join(f'{{"key": "k{n}", "response": {{}}}}\n' for n in range(12_000)))
+    job_id = _job(store, "big.jsonl", result)
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # after the first chunk went in
+
+    outcome = request_rows.index_file(store, job_id, result, sha256=None, size=None, stop=stop)
+    assert outcome.status == "stopped"
+    assert _rows(store, job_id) == []
+
+
+# --- end to end through the emulator ----------------------------------------------------
+
+
+def _write_input(workdir: Path, name: str, keys: list[str]) -> Path:
+    path = workdir / "batch" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"key": key, "request": {"contents": [{"parts": [{"text": f"tell {key}"}]}]}}
+            )
+            + "\n"
+            for key in keys
+        )
+    )
+    return path
+
+
+def _submit_and_poll(emulator: Emulator, run_cli, *args: str) -> None:  # type: ignore[no-untyped-def]
+    base = ("--base-url", emulator.base_url)
+    submitted = run_cli("submit", *base, *args, env=ENV)
+    assert submitted.exit_code == 0, submitted.output
+    polled = run_cli("poll", *base, "--interval", "0.2", "--plain", env=ENV)
+    assert polled.exit_code == 0, polled.output
+
+
+def test_results_csv_has_one_row_per_request_with_its_own_text(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    emulator.add_rule(OutcomeRule(outcome="SUCCEEDED", index=0, request_error_rate=0.4))
+    keys = {
+        "a.jsonl": [f"a{n}" for n in range(9)],
+        "b.jsonl": [f"b{n}" for n in range(4)],
+    }
+    for name, names in keys.items():
+        _write_input(workdir, name, names)
+    _submit_and_poll(emulator, run_cli, "batch/a.jsonl")
+    _submit_and_poll(emulator, run_cli, "--inline", "batch/b.jsonl")
+
+    # poll indexed each file as it landed: the table is full before anyone asks.
+    listed = run_cli("sql", "--csv", "select job_id, key, status from requests order by 1, 2")
+    indexed = list(csv.DictReader(io.StringIO(listed.output)))
+    assert len(indexed) == 13
+
+    out = run_cli("results", "--format", "csv", env=ENV)
+    assert out.exit_code == 0, out.output
+    body = out.stdout if hasattr(out, "stdout") else out.output
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert sorted(row["key"] for row in rows) == sorted(k for names in keys.values() for k in names)
+    statuses = {row["status"] for row in rows}
+    assert statuses == {"ok", "error"}  # the seeded error rate failed some requests
+    for row in rows:
+        assert row["request"] == f"tell {row['key']}"
+        if row["status"] == "ok":
+            assert row["response"].startswith(f'Emulated answer to "tell {row["key"]}"')
+            assert row["error"] == "" and int(row["total_tokens"]) > 0
+        else:
+            assert row["response"] == "" and row["error"]
+    failed = run_cli("results", "--failed", "--format", "jsonl", env=ENV)
+    assert failed.exit_code == 0
+    failed_rows = [json.loads(line) for line in failed.stdout.splitlines() if line.strip()]
+    assert sorted(r["key"] for r in failed_rows) == sorted(
+        row["key"] for row in rows if row["status"] != "ok"
+    )
