@@ -22,7 +22,18 @@ MAX_LINES = 400
 
 # Which parts of gembatch each part may import. Arrows run downward:
 # commands -> engine / report / view / jobinfo -> store -> common; engine -> remote.
-PARTS = ("common", "store", "jobinfo", "remote", "engine", "view", "report", "emulator", "commands")
+PARTS = (
+    "common",
+    "store",
+    "jobinfo",
+    "remote",
+    "engine",
+    "view",
+    "report",
+    "api",
+    "emulator",
+    "commands",
+)
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "common": frozenset({"common"}),
     "store": frozenset({"common", "store"}),
@@ -31,10 +42,12 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "engine": frozenset({"common", "store", "remote", "jobinfo", "engine"}),
     "view": frozenset({"common", "store", "view"}),
     "report": frozenset({"common", "store", "view", "report"}),
+    # The Python API: what the commands run, as calls (never the click layer).
+    "api": frozenset({"common", "store", "remote", "jobinfo", "engine", "report", "api"}),
     "emulator": frozenset({"emulator"}),
-    "commands": frozenset(set(PARTS) - {"emulator"}),
-    # gembatch/__init__.py, __main__.py and the entry point cli.py.
-    "": frozenset({"", "common", "commands"}),
+    "commands": frozenset(set(PARTS) - {"emulator", "api"}),
+    # gembatch/__init__.py (which re-exports the Python API), __main__.py and cli.py.
+    "": frozenset({"", "common", "commands", "api"}),
 }
 # The only client-side modules that may start the emulator.
 EMULATOR_USERS = frozenset({"gembatch/engine/demo.py", "gembatch/commands/emulator.py"})
@@ -56,6 +69,7 @@ NEVER: dict[str, frozenset[str]] = {
     "view": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai", "click"}),
     "report": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai", "click"}),
     "emulator": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai", "click", "rich"}),
+    "api": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai", "click", "rich"}),
     "commands": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai"}),
     "": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai", "rich"}),
 }

@@ -272,16 +272,18 @@ def test_warnings_where_the_api_disagrees(ws: Workspace) -> None:
     ]
 
 
-def test_second_report_reads_the_cache(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_report_reads_the_table(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     first = build_report(ws.store, NOW)
-    import gembatch.report.resultstats as rs
+    import gembatch.common.resultlines as lines
 
-    def fail(path: object) -> None:
-        raise AssertionError(f"parsed {path} again")
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"read a result file again: {args}")
 
-    monkeypatch.setattr(rs, "parse_result_file", fail)
+    # Every reading of a result file goes through resultlines.Scan.
+    monkeypatch.setattr(lines.Scan, "__iter__", fail)
     second = build_report(ws.store, NOW)
     assert report_json(second) == report_json(first)
+    assert second.succeeded == first.succeeded > 0
 
 
 def test_failed_requests_by_key(ws: Workspace, tmp_path: Path) -> None:

@@ -12,6 +12,10 @@ import io
 import json
 import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -278,3 +282,256 @@ def test_results_csv_has_one_row_per_request_with_its_own_text(
     assert sorted(r["key"] for r in failed_rows) == sorted(
         row["key"] for row in rows if row["status"] != "ok"
     )
+
+
+# --- the join, from files on disk --------------------------------------------------------
+
+
+@pytest.fixture
+def basic(store: Store, workdir: Path) -> int:
+    """The real basic.jsonl input and its real results, shuffled, as one job."""
+    shutil.copy(REAL_GEMINI / "basic.jsonl", workdir / "basic.jsonl")
+    result = _shuffled_copy(REAL_GEMINI / "results" / "basic.jsonl", workdir / "basic.out.jsonl")
+    return _job(store, "basic.jsonl", result, input_sha256=file_sha256(workdir / "basic.jsonl"))
+
+
+def _jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_shuffled_real_results_pair_each_prompt_with_its_own_answer(
+    basic: int, workdir: Path, run_cli
+) -> None:
+    out = run_cli("results", "--format", "jsonl", "--fields", "key,request,response,line")
+    assert out.exit_code == 0, out.output
+    rows = _jsonl(out.stdout)
+    prompts = {
+        json.loads(line)["key"]: json.loads(line)["request"]["contents"][0]["parts"][0]["text"]
+        for line in (workdir / "basic.jsonl").read_text().splitlines()
+    }
+    answers = {}
+    for line in (REAL_GEMINI / "results" / "basic.jsonl").read_text().splitlines():
+        obj = json.loads(line)
+        answers[obj["key"]] = obj["response"]["candidates"][0]["content"]["parts"][0]["text"]
+    assert len(rows) == 5 and [r["line"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["key"] for r in rows] != sorted(prompts)  # shuffled: order proves nothing
+    for row in rows:
+        assert row["request"] == prompts[row["key"]]
+        assert row["response"] == answers[row["key"]]
+    assert "5 requests from 1 job (0 without a result, 0 results not in the input)" in out.stderr
+
+
+def test_keys_on_one_side_only_are_reported_never_dropped(
+    store: Store, workdir: Path, run_cli
+) -> None:
+    (workdir / "in.jsonl").write_text(
+        "".join(
+            json.dumps({"key": k, "request": {"contents": [{"parts": [{"text": f"q {k}"}]}]}})
+            + "\n"
+            for k in ("a", "b", "dup", "dup", "lost")
+        )
+    )
+    result = workdir / "out.jsonl"
+    result.write_text(
+        "".join(
+            json.dumps(line) + "\n"
+            for line in (
+                {"key": "dup", "response": {"candidates": []}},
+                {"key": "stranger", "response": {"candidates": []}},
+                {"key": "a", "error": {"code": 3, "message": "bad request"}},
+                {"key": "b", "response": {"candidates": []}},
+            )
+        )
+    )
+    _job(store, "in.jsonl", result)
+    out = run_cli("results", "--format", "jsonl")
+    assert out.exit_code == 0, out.output
+    rows = _jsonl(out.stdout)
+    assert [(r["key"], r["status"], r["request"]) for r in rows] == [
+        ("dup", "ok", "q dup"),
+        ("stranger", "ok", None),
+        ("a", "error", "q a"),
+        ("b", "ok", "q b"),
+        ("dup", "missing", "q dup"),  # the second "dup" got no answer
+        ("lost", "missing", "q lost"),
+    ]
+    assert rows[2]["error"] == "3 INVALID_ARGUMENT: bad request"
+    assert rows[5]["error"] == "no result line for this key"
+    assert "2 request(s) have no result line" in out.stderr
+    assert "1 result line(s) name a key its input does not have" in out.stderr
+    failed = _jsonl(run_cli("results", "--failed", "--format", "jsonl").stdout)
+    assert [(r["key"], r["status"]) for r in failed] == [
+        ("a", "error"),
+        ("dup", "missing"),
+        ("lost", "missing"),
+    ]
+
+
+def test_a_missing_input_file_is_a_one_line_error(basic: int, workdir: Path, run_cli) -> None:
+    (workdir / "basic.jsonl").unlink()
+    out = run_cli("results", "-o", "joined.jsonl")
+    assert out.exit_code == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "basic.jsonl: input file of job #1 not found" in lines[0]
+    assert not (workdir / "joined.jsonl").exists()
+    without = run_cli("results", "--no-input", "--format", "jsonl")
+    assert without.exit_code == 0
+    rows = _jsonl(without.stdout)
+    assert len(rows) == 5 and all(r["request"] is None and r["response"] for r in rows)
+
+
+def test_an_input_changed_since_submit_is_refused_and_no_file_appears(
+    basic: int, workdir: Path, run_cli
+) -> None:
+    path = workdir / "basic.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(reversed(lines)))  # same keys, other bytes: maybe other prompts
+    out = run_cli("results", "--format", "csv", "-o", "joined.csv")
+    assert out.exit_code == 2
+    assert "changed since job #1 was submitted" in out.stderr
+    assert not (workdir / "joined.csv").exists()
+    assert list(workdir.glob("*.tmp*")) == [] and list(workdir.glob(".*joined*")) == []
+
+
+def test_output_file_formats(basic: int, workdir: Path, run_cli) -> None:
+    assert run_cli("results", "--format", "csv", "-o", "out/j.csv").exit_code == 0
+    rows = list(csv.DictReader((workdir / "out" / "j.csv").open(encoding="utf-8")))
+    assert len(rows) == 5 and rows[0]["status"] == "ok"
+    pq = pytest.importorskip("pyarrow.parquet")
+    made = run_cli(
+        "results", "--format", "parquet", "-o", "j.parquet", "--fields", "key,total_tokens"
+    )
+    assert made.exit_code == 0, made.output
+    table = pq.read_table(workdir / "j.parquet")
+    assert table.column_names == ["key", "total_tokens"]
+    assert sorted(table.column("total_tokens").to_pylist()) == [463, 558, 774, 775, 914]
+    shown = run_cli("results", "--format", "table")
+    assert shown.exit_code == 0 and "request_1" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--fields", "key,nope"), "unknown field 'nope'"),
+        (("--fields", ","), "name at least one field"),
+        (("--format", "parquet"), "give it with -o FILE"),
+        (("7",), "no job #7"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    basic: int, run_cli, args: tuple[str, ...], message: str
+) -> None:
+    out = run_cli("results", *args)
+    assert out.exit_code == 2
+    assert message in out.stderr
+
+
+def test_embedding_vectors_come_out_when_asked(store: Store, workdir: Path, run_cli) -> None:
+    (workdir / "e.jsonl").write_text(
+        json.dumps({"key": "v", "request": {"content": {"parts": [{"text": "embed me"}]}}}) + "\n"
+    )
+    result = workdir / "e.out.jsonl"
+    result.write_text(
+        json.dumps({"key": "v", "response": {"embedding": {"values": [0.25, -1.5]}}}) + "\n"
+    )
+    _job(store, "e.jsonl", result)
+    out = run_cli("results", "--format", "jsonl", "--fields", "key,request,embedding_dim,embedding")
+    assert _jsonl(out.stdout) == [
+        {"key": "v", "request": "embed me", "embedding_dim": 2, "embedding": [0.25, -1.5]}
+    ]
+
+
+# --- db reindex, and a kill in the middle of an index -------------------------------------
+
+
+def test_db_reindex_rebuilds_and_names_what_it_could_not(
+    store: Store, basic: int, workdir: Path, run_cli
+) -> None:
+    gone = workdir / "gone.jsonl"
+    gone.write_text('{"key": "k", "response": {}}\n')
+    other = _job(store, "gone-in.jsonl", gone)
+    gone.unlink()
+    out = run_cli("db", "reindex")
+    assert out.exit_code == 1
+    assert "indexed 1 result file, 5 requests" in out.stdout
+    assert f"#{other} gone-in.jsonl" in out.stderr and "not found" in out.stderr
+    assert len(_rows(store, basic)) == 5
+    request_rows.forget(store)
+    assert _rows(store, basic) == []
+    assert run_cli("db", "reindex", str(basic)).exit_code == 0
+    assert len(_rows(store, basic)) == 5
+
+
+def test_report_and_results_find_files_beside_a_job_info_elsewhere(workdir: Path, run_cli) -> None:
+    """Paths are stored relative to the job-info file's directory, wherever the
+    command is run from."""
+    sub = workdir / "project"
+    sub.mkdir()
+    shutil.copy(REAL_GEMINI / "basic.jsonl", sub / "basic.jsonl")
+    shutil.copy(REAL_GEMINI / "results" / "basic.jsonl", sub / "out.jsonl")
+    opened = open_store(sqlite_url(sub / "gembatch.db"))
+    with opened.transaction() as session:
+        session.add(
+            Job(
+                input_file="basic.jsonl",
+                result_path="out.jsonl",
+                result_sha256=file_sha256(sub / "out.jsonl"),
+                state="JOB_STATE_SUCCEEDED",
+                added_at=now(),
+            )
+        )
+    opened.dispose()
+    info = ("--job-info", "project/job-info.jsonl")
+    report = run_cli(*info, "report", "--json")
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout)["summary"]["succeeded"] == 5
+    joined = run_cli(*info, "results", "--format", "jsonl")
+    assert joined.exit_code == 0, joined.output
+    assert len(_jsonl(joined.stdout)) == 5
+
+
+@pytest.mark.slow
+def test_an_index_killed_half_way_leaves_nothing_and_the_next_run_finishes(
+    store: Store, workdir: Path
+) -> None:
+    lines = 300_000
+    result = workdir / "big.jsonl"
+    with result.open("w") as handle:
+        for n in range(lines):
+            handle.write(
+                f'{{"response":{{"candidates":[{{"finishReason":"STOP"}}],"usageMetadata":'
+                f'{{"promptTokenCount":3,"candidatesTokenCount":4,"totalTokenCount":7}}}},'
+                f'"key":"k{n}"}}\n'
+            )
+    job_id = _job(store, "big-in.jsonl", result)
+    wal = workdir / "gembatch.db-wal"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gembatch", "db", "reindex"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    # Rows spill into the WAL as the transaction runs: kill once some are there.
+    while time.monotonic() < deadline and process.poll() is None:
+        if wal.exists() and wal.stat().st_size > 2_000_000:
+            break
+        time.sleep(0.005)
+    assert process.poll() is None, "the index finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert _rows(store, job_id) == []
+    with store.reading() as session:
+        assert session.get(JobStats, job_id) is None
+    # The next command that needs the rows indexes the file whole.
+    again = subprocess.run(
+        [sys.executable, "-m", "gembatch", "report", "--json"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["summary"]["succeeded"] == lines
+    with store.reading() as session:
+        assert session.scalar(select(func.count()).select_from(Request)) == lines

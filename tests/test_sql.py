@@ -22,7 +22,7 @@ from gembatch.common import states
 from gembatch.common.errors import BadInput
 from gembatch.store import sqlquery
 from gembatch.store.database import Store, open_store
-from gembatch.store.models import Event, Job
+from gembatch.store.models import Event, Job, Request
 from gembatch.store.sqlquery import connect_sqlite_readonly, run_query
 from gembatch.store.sqlschema import describe_schema
 from gembatch.view.output import write_json
@@ -31,6 +31,7 @@ RunCli = Callable[..., Result]
 UTC = timezone.utc
 T0 = datetime(2025, 7, 12, 10, 0, 0, tzinfo=UTC)
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def add_jobs(store: Store) -> None:
@@ -64,11 +65,53 @@ def add_jobs(store: Store) -> None:
             session.add(Event(job_id=job.id, at=T0, kind="imported"))
 
 
+def add_requests(store: Store) -> None:
+    """Result rows of job 1 (flash), of job 6 retrying it, and of job 3 (pro)."""
+    with store.transaction() as session:
+        session.add(
+            Job(
+                id=6,
+                input_file="batch/000.retry-1.jsonl",
+                model="flash",
+                retry_of_job_id=1,
+                added_at=T0,
+            )
+        )
+        session.flush()
+        rows = [
+            (1, "k1", "ok", None, None, (10, 20, 0, 30)),
+            (1, "k2", "error", 13, "Internal", None),
+            (1, "k3", "error", 13, "Internal", None),
+            (6, "k2", "ok", None, None, (5, 5, 0, 10)),
+            (6, "k3", "error", 8, "Resource exhausted", None),
+            (3, "p1", "error", 3, "bad", None),
+        ]
+        for line, (job_id, key, status, code, message, tokens) in enumerate(rows, start=1):
+            prompt, output, thinking, total = tokens or (None,) * 4
+            session.add(
+                Request(
+                    job_id=job_id,
+                    line_no=line,
+                    byte_offset=0,
+                    byte_length=1,
+                    key=key,
+                    status=status,
+                    error_code=code,
+                    error_message=message,
+                    prompt_tokens=prompt,
+                    output_tokens=output,
+                    thinking_tokens=thinking,
+                    total_tokens=total,
+                )
+            )
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "jobs.db"
     store = open_store(f"sqlite:///{path}")
     add_jobs(store)
+    add_requests(store)
     store.dispose()
     yield path
 
@@ -124,7 +167,7 @@ def test_nl_and_csv(db: Path, run_cli: RunCli) -> None:
 
 def test_query_from_stdin(db: Path, run_cli: RunCli) -> None:
     result = run_cli("--db", str(db), "sql", "--json", "-", input="SELECT COUNT(*) AS n FROM jobs")
-    assert json.loads(result.output) == [{"n": 5}]
+    assert json.loads(result.output) == [{"n": 6}]  # five jobs and a retry
 
 
 def test_json_datetimes_are_iso_strings() -> None:
@@ -314,7 +357,7 @@ def test_docs_explain_every_table_and_column(db: Path) -> None:
         tables = describe_schema(store)
     finally:
         store.dispose()
-    assert {t.name for t in tables} == {"jobs", "events", "job_stats"}
+    assert {t.name for t in tables} == {"jobs", "events", "job_stats", "requests"}
     for table in tables:
         section = text.split(f"## `{table.name}`", 1)[1].split("\n## ", 1)[0]
         for column in table.columns:
@@ -323,7 +366,7 @@ def test_docs_explain_every_table_and_column(db: Path) -> None:
 
 def test_docs_example_queries_on_sqlite(db: Path) -> None:
     queries = doc_queries("sql")
-    assert len(queries) == 3
+    assert len(queries) == 6
     store = open_store(f"sqlite:///{db}")
     try:
         results = []
@@ -339,6 +382,9 @@ def check_example_results(
     by_model: list[dict[str, object]],
     failed: list[dict[str, object]],
     per_hour: list[dict[str, object]],
+    codes: list[dict[str, object]],
+    tokens: list[dict[str, object]],
+    every_retry: list[dict[str, object]],
 ) -> None:
     assert [(r["model"], r["jobs"], float(r["avg_seconds"])) for r in by_model] == [  # type: ignore[arg-type]
         ("pro", 1, 7200.0),
@@ -352,6 +398,18 @@ def check_example_results(
         ("2025-07-12 10:00", 2, 55, 50),
         ("2025-07-12 11:00", 1, 100, 98),
         ("2025-07-12 12:00", 1, 10, 10),
+    ]
+    assert [(r["model"], r["error_code"], r["error_message"], r["requests"]) for r in codes] == [
+        ("flash", 13, "Internal", 2),
+        ("flash", 8, "Resource exhausted", 1),
+        ("pro", 3, "bad", 1),
+    ]
+    assert [
+        (r["id"], r["requests"], int(r["prompt"]), int(r["output"]), int(r["total"]))  # type: ignore[call-overload]
+        for r in tokens
+    ] == [(1, 3, 10, 20, 30), (6, 2, 5, 5, 10), (3, 1, 0, 0, 0)]
+    assert [(r["first_job"], r["key"], r["attempts"], r["an_error"]) for r in every_retry] == [
+        (1, "k3", 2, "Resource exhausted")
     ]
 
 
@@ -369,6 +427,7 @@ def pg_store(pg_url: str) -> Iterator[Store]:
     store = open_store(url.render_as_string(hide_password=False))
     try:
         add_jobs(store)
+        add_requests(store)
         yield store
     finally:
         store.dispose()
@@ -453,7 +512,7 @@ def test_postgres_reads_and_percent_signs(pg_store: Store, run_cli: RunCli) -> N
 @pytest.mark.postgres
 def test_postgres_schema(pg_store: Store) -> None:
     names = {t.name: [c.name for c in t.columns] for t in describe_schema(pg_store)}
-    assert set(names) == {"jobs", "events", "job_stats"}
+    assert set(names) == {"jobs", "events", "job_stats", "requests"}
     assert "input_file" in names["jobs"]
 
 
@@ -461,9 +520,33 @@ def test_postgres_schema(pg_store: Store) -> None:
 def test_docs_example_queries_on_postgres(pg_store: Store) -> None:
     queries = doc_queries("postgresql")
     assert len(queries) == 2
-    sqlite_failed = doc_queries("sql")[1]  # documented as running unchanged
+    unchanged = doc_queries("sql")  # [1] and [3:] are documented as running unchanged
     results = []
-    for query in [queries[0], sqlite_failed, queries[1]]:
+    for query in [queries[0], unchanged[1], queries[1], *unchanged[3:]]:
         with run_query(pg_store, query) as result:
             results.append([dict(zip(result.columns, row, strict=True)) for row in result.rows])
     check_example_results(*results)
+
+
+# --- the README's queries ---------------------------------------------------------------
+
+
+def readme_queries() -> list[str]:
+    section = README.read_text().split("## The database", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r'gembatch sql (?:--csv )?"(.*?)"\n```', section, re.DOTALL)
+
+
+def test_readme_example_queries_run_and_agree_with_the_docs(db: Path) -> None:
+    queries = readme_queries()
+    assert len(queries) == 6
+    store = open_store(f"sqlite:///{db}")
+    try:
+        results = []
+        for query in queries:
+            with run_query(store, query) as result:
+                results.append([dict(zip(result.columns, row, strict=True)) for row in result.rows])
+    finally:
+        store.dispose()
+    by_model, failed, per_hour, codes, tokens, every_retry = results
+    # The README's short duration query leaves out the NULL checks; on this data it agrees.
+    check_example_results(by_model, failed, per_hour, codes, tokens, every_retry)

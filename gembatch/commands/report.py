@@ -126,7 +126,12 @@ def report(
         raise BadInput("report: -o FILE goes with --failed")
     table = price_table(prices, discount)
     result = build_report(
-        store, timeutil.now(), prices=table, job_ids=list(job_ids) or None, refresh=refresh
+        store,
+        timeutil.now(),
+        prices=table,
+        job_ids=list(job_ids) or None,
+        refresh=refresh,
+        base_dir=app.locations.base_dir,
     )
     if fmt == "json":
         click.echo(json.dumps(report_json(result), indent=2, ensure_ascii=False))

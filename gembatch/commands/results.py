@@ -10,13 +10,17 @@ from typing import IO, Any
 
 import click
 from rich.console import Console
+from rich.table import Column, Table
+from rich.text import Text
 
 from gembatch.commands.support import AppContext, pass_app
 from gembatch.common.atomic import atomic_writer
 from gembatch.report.joined import FIELD_KINDS, FIELDS, ResultsJoin, parse_fields
 from gembatch.view import parquet
-from gembatch.view.output import result_table, write_csv, write_nl
+from gembatch.view.output import write_csv, write_nl
 
+# What a table shows unless --fields says otherwise: a terminal's width holds these.
+_TABLE_FIELDS = ("job", "key", "status", "request", "response", "total_tokens", "error")
 # A table is for a look at the terminal: longer texts are cut, and after this many
 # rows the rest is only counted (jsonl and csv always carry everything).
 _TABLE_ROWS = 500
@@ -64,9 +68,9 @@ def results(
     out with status "missing", and results whose key the input lacks are
     counted; a summary goes to standard error.
     """
-    names = parse_fields(fields)
     if fmt is None:
         fmt = "table" if output is None and sys.stdout.isatty() else "jsonl"
+    names = parse_fields(fields) if fields is not None or fmt != "table" else list(_TABLE_FIELDS)
     if fmt == "parquet":
         parquet.check_available()
         if output is None:
@@ -114,9 +118,19 @@ def _target(output: Path | None, *, binary: bool) -> Iterator[IO[Any]]:
 
 
 def _cut(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > _TABLE_TEXT:
-        return value[: _TABLE_TEXT - 1] + "…"
-    return value
+    if not isinstance(value, str):
+        return value
+    value = " ".join(value.split())  # one paragraph per cell: a look, not the text
+    return value if len(value) <= _TABLE_TEXT else value[: _TABLE_TEXT - 1] + "…"
+
+
+def _column(name: str) -> Column:
+    # Texts share what is left of the width; short fields keep theirs whole.
+    if FIELD_KINDS[name] == "int":
+        return Column(name, justify="right", no_wrap=True)
+    if name in ("key", "status", "finish_reason", "input_file"):
+        return Column(name, no_wrap=True, min_width=len(name), max_width=32)
+    return Column(name, ratio=1, overflow="fold")
 
 
 def _table(names: list[str], rows: Iterator[list[Any]], out: IO[Any]) -> None:
@@ -128,7 +142,10 @@ def _table(names: list[str], rows: Iterator[list[Any]], out: IO[Any]) -> None:
         else:
             more += 1
     console = Console(file=out) if out is not sys.stdout else Console()
-    console.print(result_table(names, shown))
+    table = Table(*(_column(name) for name in names), header_style="bold")
+    for row in shown:
+        table.add_row(*(Text("") if value is None else Text(str(value)) for value in row))
+    console.print(table)
     if more:
         console.print(f"… and {more:,} more rows (--format jsonl or csv carries every row)")
 

@@ -1,0 +1,1 @@
+"""The Python API: ``gembatch.open()`` and the workspace it returns."""
