@@ -100,6 +100,28 @@ def test_real_gemini_rows_are_found_by_key_and_offset(store: Store, workdir: Pat
         assert stats is not None and stats.succeeded == 5 and stats.total_tokens == 3484
 
 
+def test_rows_and_figures_are_the_same_on_each_backend(
+    store_on_each_backend: Store, workdir: Path
+) -> None:
+    store = store_on_each_backend
+    result = _shuffled_copy(REAL_GEMINI / "results" / "basic.jsonl", workdir / "r.jsonl")
+    with result.open("a") as handle:
+        handle.write('{"key": "z", "error": {"code": 13, "message": "Internal"}}\n{oops\n')
+    job_id = _job(store, "basic.jsonl", result)
+    outcome = request_rows.index_file(
+        store, job_id, result, sha256=file_sha256(result), size=result.stat().st_size
+    )
+    assert outcome.indexed and outcome.rows == 7
+    rows = _rows(store, job_id)
+    assert [(r.line_no, r.status) for r in rows][-2:] == [(6, "error"), (7, "malformed")]
+    with store.reading() as session:
+        stats = session.get(JobStats, job_id)
+        assert stats is not None
+        assert (stats.succeeded, stats.failed, stats.malformed) == (5, 1, 1)
+        assert (stats.prompt_tokens, stats.output_tokens, stats.total_tokens) == (80, 3404, 3484)
+        assert stats.errors_json == [[-2, "(malformed result line)", 1], [13, "Internal", 1]]
+
+
 def test_error_blank_malformed_and_thinking_lines(store: Store, workdir: Path) -> None:
     lines = [
         {
@@ -535,3 +557,21 @@ def test_an_index_killed_half_way_leaves_nothing_and_the_next_run_finishes(
     assert json.loads(again.stdout)["summary"]["succeeded"] == lines
     with store.reading() as session:
         assert session.scalar(select(func.count()).select_from(Request)) == lines
+
+
+@pytest.mark.postgres
+def test_results_and_report_on_postgresql(pg_schema_url: str, workdir: Path, run_cli) -> None:
+    opened = open_store(pg_schema_url)
+    shutil.copy(REAL_GEMINI / "basic.jsonl", workdir / "basic.jsonl")
+    result = _shuffled_copy(REAL_GEMINI / "results" / "basic.jsonl", workdir / "out.jsonl")
+    _job(opened, "basic.jsonl", result, input_sha256=file_sha256(workdir / "basic.jsonl"))
+    opened.dispose()
+    report = run_cli("--db", pg_schema_url, "report", "--json")
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout)["summary"]["tokens"]["total"] == 3484
+    joined = run_cli("--db", pg_schema_url, "results", "--format", "jsonl")
+    assert joined.exit_code == 0, joined.output
+    rows = _jsonl(joined.stdout)
+    assert sorted(r["key"] for r in rows) == [f"request_{n}" for n in range(1, 6)]
+    assert all(r["request"] and r["response"] for r in rows)
+    assert run_cli("--db", pg_schema_url, "db", "reindex").exit_code == 0

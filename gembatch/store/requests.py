@@ -19,7 +19,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, select, text
+from sqlalchemy import BigInteger, case, cast, delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -157,10 +157,11 @@ def _summary(session: Session, job_id: int, scan: Scan, sha256: str | None) -> d
     ):
         counts[status] = count
     ok = Request.status == resultlines.OK
+    # Cast: PostgreSQL's SUM of a bigint is a numeric, which the Count type refuses.
     sums = session.execute(
         select(
             *(
-                func.coalesce(func.sum(case((ok, column), else_=0)), 0)
+                cast(func.coalesce(func.sum(case((ok, column), else_=0)), 0), BigInteger)
                 for column in (
                     Request.prompt_tokens,
                     Request.output_tokens,
