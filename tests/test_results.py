@@ -7,9 +7,11 @@ inline results and embedding results, and a whole run through the emulator.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import random
 import shutil
 import signal
@@ -59,6 +61,15 @@ def _shuffled_copy(source: Path, target: Path, seed: int = 7) -> Path:
     random.Random(seed).shuffle(lines)
     target.write_bytes(b"".join(lines))
     return target
+
+
+@contextlib.contextmanager
+def store_of(workdir: Path):  # type: ignore[no-untyped-def]
+    opened = open_store(sqlite_url(workdir / "gembatch.db"))
+    try:
+        yield opened
+    finally:
+        opened.dispose()
 
 
 @pytest.fixture
@@ -575,3 +586,173 @@ def test_results_and_report_on_postgresql(pg_schema_url: str, workdir: Path, run
     assert sorted(r["key"] for r in rows) == [f"request_{n}" for n in range(1, 6)]
     assert all(r["request"] and r["response"] for r in rows)
     assert run_cli("--db", pg_schema_url, "db", "reindex").exit_code == 0
+
+
+# --- what the review found ---------------------------------------------------------------
+
+
+def test_other_writers_are_not_held_up_while_a_file_is_read(store: Store, workdir: Path) -> None:
+    """The rows are staged outside any write transaction: while the file is being
+    read, another process can commit (it would wait for the lock otherwise)."""
+    import sqlite3
+
+    result = workdir / "big.jsonl"
+    result.write_text("".join(f'{{"key": "k{n}", "response": {{}}}}\n' for n in range(12_000)))
+    job_id = _job(store, "big.jsonl", result)
+    other = _job(store, "other.jsonl", None)
+    wrote: list[bool] = []
+
+    def stop() -> bool:
+        if not wrote:
+            peer = sqlite3.connect(workdir / "gembatch.db", timeout=0.5, isolation_level=None)
+            try:
+                peer.execute("BEGIN IMMEDIATE")
+                peer.execute("UPDATE jobs SET model = 'touched' WHERE id = ?", (other,))
+                peer.execute("COMMIT")
+                wrote.append(True)
+            finally:
+                peer.close()
+        return False
+
+    assert request_rows.index_file(store, job_id, result, sha256=None, size=None, stop=stop).indexed
+    assert wrote == [True]
+    assert len(_rows(store, job_id)) == 12_000
+
+
+def test_a_result_file_rewritten_to_the_same_size_is_indexed_again(
+    basic: int, workdir: Path, run_cli
+) -> None:
+    assert run_cli("results", "--format", "jsonl").exit_code == 0  # indexed as it is
+    result = workdir / "basic.out.jsonl"
+    lines = result.read_bytes().splitlines(keepends=True)
+    result.write_bytes(b"".join(sorted(lines)))  # same bytes, other order: same size
+    out = run_cli("results", "--format", "jsonl", "--fields", "key,request,response")
+    # Not the file poll saved (its hash differs): joined from the file as it is now.
+    rows = _jsonl(out.stdout)
+    prompts = {
+        json.loads(line)["key"]: json.loads(line)["request"]["contents"][0]["parts"][0]["text"]
+        for line in (workdir / "basic.jsonl").read_text().splitlines()
+    }
+    assert len(rows) == 5 and all(row["request"] == prompts[row["key"]] for row in rows)
+    answers = {
+        json.loads(line)["key"]: json.loads(line)["response"]["candidates"][0]["content"]["parts"][
+            0
+        ]["text"]
+        for line in lines
+    }
+    assert all(row["response"] == answers[row["key"]] for row in rows)
+
+
+def test_an_index_that_no_longer_fits_its_file_is_never_joined(
+    basic: int, workdir: Path, run_cli
+) -> None:
+    assert run_cli("results").exit_code == 0
+    result = workdir / "basic.out.jsonl"
+    before = result.stat()
+    lines = result.read_bytes().splitlines(keepends=True)
+    result.write_bytes(b"".join(sorted(lines)))
+    os.utime(result, ns=(before.st_atime_ns, before.st_mtime_ns))  # hides the change
+    with store_of(workdir) as opened, opened.transaction() as session:
+        # ... and a hash recorded for the new bytes, as a careless hand edit might.
+        session.get(Job, basic).result_sha256 = file_sha256(result)
+        session.get(JobStats, basic).result_sha256 = file_sha256(result)
+    out = run_cli("results", "--format", "jsonl")
+    assert out.exit_code == 2
+    assert "is no longer the result of key" in out.stderr and "db reindex 1" in out.stderr
+
+
+def test_odd_values_in_a_result_line_are_stored_as_unknown(store: Store, workdir: Path) -> None:
+    result = workdir / "odd.jsonl"
+    lines = [
+        {
+            "key": "a",
+            "response": {
+                "usageMetadata": {
+                    "promptTokenCount": "²",
+                    "candidatesTokenCount": 10**20,
+                    "totalTokenCount": "12",
+                }
+            },
+        },
+        {"key": "b", "response": {"candidates": [{"finishReason": "X" * 500}]}},
+        {"key": "c", "error": {"code": 2**40, "message": "huge code"}},
+        {
+            "key": "d",
+            "response": {
+                "usageMetadata": {
+                    "promptTokenCount": 4,
+                    "candidatesTokenCount": 6,
+                    "totalTokenCount": 0,
+                }
+            },
+        },
+    ]
+    result.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    job_id = _job(store, "odd-in.jsonl", result)
+    assert request_rows.index_file(store, job_id, result, sha256=None, size=None).indexed
+    a, b, c, d = _rows(store, job_id)
+    assert (a.prompt_tokens, a.output_tokens, a.total_tokens) == (None, None, 12)
+    assert b.finish_reason == "X" * 64
+    assert (c.status, c.error_code, c.error_message) == ("error", 2, "huge code")
+    assert d.total_tokens == 10  # a zero total is the sum of its parts, as before
+
+
+def test_rows_of_a_result_file_gone_from_disk_still_join(
+    basic: int, workdir: Path, run_cli
+) -> None:
+    assert run_cli("db", "reindex").exit_code == 0
+    (workdir / "basic.out.jsonl").unlink()
+    out = run_cli("results", "--format", "jsonl")
+    assert out.exit_code == 0, out.output
+    rows = _jsonl(out.stdout)
+    assert len(rows) == 5 and all(r["request"] and r["response"] is None for r in rows)
+    assert "is gone; answers' texts left out" in out.stderr
+
+
+def test_keyless_and_repeated_keys_are_named(store: Store, workdir: Path, run_cli) -> None:
+    (workdir / "in.jsonl").write_text(
+        '{"key": "a", "request": {}}\n{"key": "a", "request": {}}\n{"request": {}}\n'
+    )
+    result = workdir / "out.jsonl"
+    result.write_text('{"key": "a", "response": {}}\n{"response": {}}\n')
+    _job(store, "in.jsonl", result)
+    out = run_cli("results", "--format", "jsonl")
+    assert "1 input line(s) repeat a key ('a')" in out.stderr
+    assert "1 input line(s) have no key" in out.stderr
+    assert "1 result line(s) carry no key" in out.stderr
+
+
+def test_report_names_the_first_malformed_line_from_the_table(store: Store, workdir: Path) -> None:
+    from gembatch.report.resultstats import ResultSource, load_stats
+
+    result = workdir / "r.jsonl"
+    result.write_text('{"key": "a", "response": {}}\n\n{broken\n')
+    job_id = _job(store, "in.jsonl", result)
+    source = ResultSource(job_id, str(result), file_sha256(result))
+    assert load_stats(store, [source]).stats[job_id].first_malformed_line == 3
+    cached = load_stats(store, [source])
+    assert cached.parsed == 0 and cached.stats[job_id].first_malformed_line == 3
+
+
+def test_many_error_kinds_fold_alike_from_the_table_and_from_the_file(
+    store: Store, workdir: Path
+) -> None:
+    from gembatch.report.resultstats import parse_result_file
+
+    result = workdir / "r.jsonl"
+    with result.open("w") as handle:
+        for n in range(120):  # kinds 0..59 once, then 40..59 three times more
+            kind = n if n < 60 else 40 + n % 20
+            handle.write(json.dumps({"key": f"k{n}", "error": {"code": 13, "message": f"e{kind}"}}))
+            handle.write("\n")
+    job_id = _job(store, "in.jsonl", result)
+    request_rows.index_file(store, job_id, result, sha256=None, size=None)
+    with store.reading() as session:
+        indexed = session.get(JobStats, job_id).errors_json
+    direct = parse_result_file(result).errors_json()
+    assert indexed == direct
+    # 20 kinds seen 4 times (the last ones to appear), 40 seen once: the 50 most
+    # frequent kept, 10 folded.
+    assert direct[0] == [-1, "(other error kinds)", 10]
+    assert [kind[2] for kind in direct[1:]] == [4] * 20 + [1] * 30
+    assert direct[1][1] == "e40"

@@ -114,7 +114,11 @@ class Workspace:
         self._api_key = api_key
         self._store: Store | None = open_store(locations.db_url)
         if locations.job_info.is_file():
-            self.merge_job_info()
+            try:
+                self.merge_job_info()
+            except BaseException:
+                self.close()
+                raise
 
     @property
     def store(self) -> Store:

@@ -52,12 +52,19 @@ def request_key(value: Any) -> str | None:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _int(value: Any) -> int | None:
+# What the columns hold: counts are 64-bit, error codes and lengths 32-bit, a
+# finish reason 64 characters. A value outside is not stored as if it were one.
+COUNT_MAX = 2**63 - 1
+CODE_MAX = 2**31 - 1
+REASON_MAX = 64
+
+
+def _int(value: Any, limit: int = COUNT_MAX) -> int | None:
     # Counts are JSON integers; the API's int64 fields may come as decimal strings.
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, str) and value.isascii() and value.isdecimal():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit:
         return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
     return None
 
 
@@ -76,8 +83,8 @@ def _usage(response: dict[str, Any]) -> tuple[int | None, int | None, int | None
     output = _int(_get(usage, "candidatesTokenCount", "candidates_token_count"))
     thinking = _int(_get(usage, "thoughtsTokenCount", "thoughts_token_count"))
     total = _int(_get(usage, "totalTokenCount", "total_token_count"))
-    if total is None and (prompt, output, thinking) != (None, None, None):
-        total = (prompt or 0) + (output or 0) + (thinking or 0)
+    if not total and (prompt, output, thinking) != (None, None, None):
+        total = min((prompt or 0) + (output or 0) + (thinking or 0), COUNT_MAX)
     return prompt, output, thinking, total
 
 
@@ -85,7 +92,7 @@ def _finish_reason(response: dict[str, Any]) -> str | None:
     candidates = response.get("candidates")
     if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
         reason = _get(candidates[0], "finishReason", "finish_reason")
-        return reason if isinstance(reason, str) else None
+        return reason[:REASON_MAX] if isinstance(reason, str) else None
     return None
 
 
@@ -96,14 +103,14 @@ def _embedding_dim(response: dict[str, Any]) -> int | None:
         if isinstance(embeddings, list) and embeddings:
             embedding = embeddings[0]
     if isinstance(embedding, dict) and isinstance(embedding.get("values"), list):
-        return len(embedding["values"])
+        return min(len(embedding["values"]), CODE_MAX)
     return None
 
 
 def _error(error: Any) -> tuple[int, str]:
     if not isinstance(error, dict):
         return 2, str(error)  # 2 = UNKNOWN
-    code = _int(error.get("code"))
+    code = _int(error.get("code"), CODE_MAX)
     message = error.get("message")
     return (2 if code is None else code), (message.strip() if isinstance(message, str) else "")
 

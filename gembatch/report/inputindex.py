@@ -20,6 +20,9 @@ class InputIndex:
         self.path = path
         self.offsets: dict[str, int | deque[int]] = {}
         self.count = 0
+        self.keyless = 0  # lines known by their position
+        self.repeated: list[str] = []  # keys given more than once (the first few)
+        self.repeats = 0
         digest = hashlib.sha256()
         offset = 0
         index = 0
@@ -36,13 +39,19 @@ class InputIndex:
                 if not isinstance(obj, dict):
                     raise BadInput(f"{path}:{lineno}: not a JSON object")
                 key = request_key(obj.get("key"))
-                # A line without a key is known by its position, as inline results name it.
-                key = key if key is not None else str(index)
+                if key is None:
+                    # Known by its position, as inline results name such a request.
+                    key = str(index)
+                    self.keyless += 1
                 index += 1
                 known = self.offsets.get(key)
                 if known is None:
                     self.offsets[key] = start
-                elif isinstance(known, deque):
+                    continue
+                self.repeats += 1
+                if len(self.repeated) < 3 and key not in self.repeated:
+                    self.repeated.append(key)
+                if isinstance(known, deque):
                     known.append(start)
                 else:
                     self.offsets[key] = deque((known, start))

@@ -22,7 +22,7 @@ from gembatch.common import states
 from gembatch.common.errors import BadInput
 from gembatch.common.failed import JobRef
 from gembatch.common.locations import Locations
-from gembatch.common.resultlines import OK, Scan
+from gembatch.common.resultlines import OK, Scan, request_key
 from gembatch.report.failed import indexed_jobs
 from gembatch.report.inputindex import InputIndex
 from gembatch.report.resultstats import GRPC_NAMES
@@ -162,11 +162,15 @@ class ResultsJoin:
             self.counts.warnings.append(
                 f"#{job.id} {job.input_file}: {result_path} is gone; answers' texts left out"
             )
-        unmatched = 0
+        unmatched = keyless = 0
+        if inputs is not None:
+            self._input_notes(job, inputs)
         try:
             for row in rows:
                 offset = inputs.take(row.key) if inputs is not None else None
-                if inputs is not None and offset is None:
+                if row.key is None:
+                    keyless += 1
+                elif inputs is not None and offset is None:
                     unmatched += 1
                 if self.failed and row.status == OK:
                     continue
@@ -174,6 +178,15 @@ class ResultsJoin:
                 if result_file is not None:
                     result_file.seek(row.byte_offset)
                     line = _json(result_file.read(row.byte_length))
+                    if row.key is not None and (
+                        line is None or request_key(line.get("key")) != row.key
+                    ):
+                        # Checked on every line: an answer is never shown beside
+                        # another request's key.
+                        raise BadInput(
+                            f"{result_path}: line {row.line_no} is no longer the result of key "
+                            f"{row.key!r} (the file changed); run `gembatch db reindex {job.id}`"
+                        )
                 request = inputs.line(offset) if inputs is not None and offset is not None else None
                 yield self._row(job, row, line, request, inputs is None or offset is not None)
             if inputs is not None:
@@ -188,6 +201,26 @@ class ResultsJoin:
             self.counts.warnings.append(
                 f"#{job.id} {job.input_file}: {unmatched:,} result line(s) name a key "
                 "its input does not have (their request text is empty)"
+            )
+        if keyless:
+            self.counts.unmatched += keyless
+            self.counts.warnings.append(
+                f"#{job.id} {job.input_file}: {keyless:,} result line(s) carry no key "
+                "and cannot be joined to a request"
+            )
+
+    def _input_notes(self, job: JobRef, inputs: InputIndex) -> None:
+        where = f"#{job.id} {job.input_file}"
+        if inputs.repeats:
+            shown = ", ".join(repr(key) for key in inputs.repeated)
+            self.counts.warnings.append(
+                f"{where}: {inputs.repeats:,} input line(s) repeat a key ({shown}); "
+                "each repeat is paired with that key's next result, in file order"
+            )
+        if inputs.keyless:
+            self.counts.warnings.append(
+                f"{where}: {inputs.keyless:,} input line(s) have no key; each is known by "
+                "its position ('0', '1', …), which only inline results name"
             )
 
     def _inputs(self, job: JobRef) -> InputIndex | None:

@@ -126,7 +126,7 @@ def stats_from_rows(rows: Iterable[RequestRow]) -> ResultStats:
         elif row.status == resultlines.ERROR:
             stats.failed += 1
             kind = (row.error_code if row.error_code is not None else 2, row.error_message or "")
-            if kind not in errors and len(errors) >= MAX_ERROR_KINDS:
+            if kind not in errors and len(errors) >= _TRACKED_KINDS:
                 kind = OTHER_ERRORS
             errors[kind] += 1
         else:
@@ -134,7 +134,28 @@ def stats_from_rows(rows: Iterable[RequestRow]) -> ResultStats:
             errors[MALFORMED] += 1
             if stats.first_malformed_line is None:
                 stats.first_malformed_line = row.line_no
+    stats.errors = _most_frequent(errors)
     return stats
+
+
+# Distinct error kinds counted one by one before the rest fold into "other"
+# (a bound on memory); then, as the index keeps them, the most frequent few.
+_TRACKED_KINDS = 10_000
+
+
+def _most_frequent(errors: Counter[tuple[int, str]]) -> Counter[tuple[int, str]]:
+    special = {OTHER_ERRORS, MALFORMED}
+    kinds = sorted(
+        ((kind, count) for kind, count in errors.items() if kind not in special),
+        key=lambda item: (-item[1], item[0]),
+    )
+    kept: Counter[tuple[int, str]] = Counter(dict(kinds[:MAX_ERROR_KINDS]))
+    rest = sum(count for _, count in kinds[MAX_ERROR_KINDS:]) + errors.get(OTHER_ERRORS, 0)
+    if rest:
+        kept[OTHER_ERRORS] = rest
+    if errors.get(MALFORMED):
+        kept[MALFORMED] = errors[MALFORMED]
+    return kept
 
 
 def parse_result_file(path: Path | str) -> ResultStats:
@@ -179,10 +200,9 @@ def _cache_valid(row: StatsRow, source: ResultSource, identity: tuple[int, int] 
         # The file is gone (moved, deleted by hand): what it held is still known.
         return source.sha256 is not None
     size, mtime_ns = identity
-    if row.result_size != size:
-        return False
-    # Without a recorded hash, size and modification time are all the identity there is.
-    return source.sha256 is not None or row.result_mtime_ns == mtime_ns
+    # A file touched since (even rewritten to the same size, lines sorted) is read
+    # and hashed again: its rows' offsets may point at other lines now.
+    return row.result_size == size and row.result_mtime_ns == mtime_ns
 
 
 def _from_row(row: StatsRow) -> ResultStats:
@@ -224,8 +244,8 @@ def load_stats(store: Store, sources: list[ResultSource], *, refresh: bool = Fal
         row = cached.get(source.job_id)
         if not refresh and row is not None and _cache_valid(row, source, identity):
             result.stats[source.job_id] = _from_row(row)
-            if identity is not None:
-                result.indexed.add(source.job_id)
+            # Gone from disk, a file with a recorded hash keeps its rows: they are still its.
+            result.indexed.add(source.job_id)
             continue
         if identity is None:
             result.missing[source.job_id] = f"{source.path}: result file not found"
@@ -251,4 +271,9 @@ def load_stats(store: Store, sources: list[ResultSource], *, refresh: bool = Fal
     for job_id, fresh in read_stats(store, indexed).items():
         result.stats[job_id] = _from_row(fresh)
         result.indexed.add(job_id)
+    # Where the first broken line is, for the warning that names it.
+    broken = [job_id for job_id, stats in result.stats.items() if stats.malformed]
+    for job_id, line_no in request_rows.first_malformed(store, broken).items():
+        if result.stats[job_id].first_malformed_line is None:
+            result.stats[job_id].first_malformed_line = line_no
     return result
