@@ -101,13 +101,17 @@ def child(kind: str, root: Path, url: str | None) -> dict[str, float]:
         from gembatch.store import requests
 
         store, job_id = _store_with_job(url or f"sqlite:///{root / 'gembatch.db'}", result)
+        # As poll does it: the hash and size it recorded when the file landed.
+        from gembatch.common.hashing import file_sha256
+
+        sha = file_sha256(result)
         before = _rss_kb()
         started = time.perf_counter()
         outcome = requests.index_file(
             store,  # type: ignore[arg-type]
             job_id,
             result,
-            sha256=None,
+            sha256=sha,
             size=result.stat().st_size,
         )
         figures["seconds"] = time.perf_counter() - started
@@ -217,7 +221,8 @@ def main() -> None:
             f"result file: {args.lines:,} lines, {size / 1e6:,.0f} MB "
             f"(made in {time.perf_counter() - started:.0f} s)"
         )
-        (root / "gembatch.db").unlink(missing_ok=True)
+        for leftover in ("gembatch.db", "gembatch.db-wal", "gembatch.db-shm", "joined.csv"):
+            (root / leftover).unlink(missing_ok=True)
         floor = measure("floor", root)
         index = measure("index", root)
         naive = measure("naive", root)
