@@ -11,7 +11,7 @@ RSS is its own; "growth" is that peak minus the RSS just before the measured cal
 
 Printed side by side:
 
-- index: ``store.requests.index_file`` into a new SQLite database (and, with
+- index: ``store.indexing.index_file`` into a new SQLite database (and, with
   ``--postgres``, into a schema of its own on that server): every line read,
   hashed, classified and inserted, the job's figures computed by SQL, all in
   one transaction;
@@ -98,7 +98,7 @@ def child(kind: str, root: Path, url: str | None) -> dict[str, float]:
     result = root / "batch" / "results" / "big.jsonl"
     figures: dict[str, float] = {}
     if kind == "index":
-        from gembatch.store import requests
+        from gembatch.store.indexing import index_file
 
         store, job_id = _store_with_job(url or f"sqlite:///{root / 'gembatch.db'}", result)
         # As poll does it: the hash and size it recorded when the file landed.
@@ -107,7 +107,7 @@ def child(kind: str, root: Path, url: str | None) -> dict[str, float]:
         sha = file_sha256(result)
         before = _rss_kb()
         started = time.perf_counter()
-        outcome = requests.index_file(
+        outcome = index_file(
             store,  # type: ignore[arg-type]
             job_id,
             result,

@@ -31,6 +31,7 @@ from gembatch.emulator import Emulator
 from gembatch.emulator.config import OutcomeRule
 from gembatch.store import requests as request_rows
 from gembatch.store.database import Store, open_store
+from gembatch.store.indexing import index_file
 from gembatch.store.models import Job, JobStats, Request
 
 ENV = {"GEMINI_API_KEY": "test-key"}
@@ -85,7 +86,7 @@ def store(workdir: Path) -> Store:
 def test_real_gemini_rows_are_found_by_key_and_offset(store: Store, workdir: Path) -> None:
     result = _shuffled_copy(REAL_GEMINI / "results" / "basic.jsonl", workdir / "r.jsonl")
     job_id = _job(store, "basic.jsonl", result)
-    outcome = request_rows.index_file(
+    outcome = index_file(
         store, job_id, result, sha256=file_sha256(result), size=result.stat().st_size
     )
     assert outcome.indexed and outcome.rows == 5
@@ -119,7 +120,7 @@ def test_rows_and_figures_are_the_same_on_each_backend(
     with result.open("a") as handle:
         handle.write('{"key": "z", "error": {"code": 13, "message": "Internal"}}\n{oops\n')
     job_id = _job(store, "basic.jsonl", result)
-    outcome = request_rows.index_file(
+    outcome = index_file(
         store, job_id, result, sha256=file_sha256(result), size=result.stat().st_size
     )
     assert outcome.indexed and outcome.rows == 7
@@ -165,7 +166,7 @@ def test_error_blank_malformed_and_thinking_lines(store: Store, workdir: Path) -
     result = workdir / "r.jsonl"
     result.write_bytes(raw)
     job_id = _job(store, "in.jsonl", result)
-    assert request_rows.index_file(store, job_id, result, sha256=None, size=None).indexed
+    assert index_file(store, job_id, result, sha256=None, size=None).indexed
     rows = {row.line_no: row for row in _rows(store, job_id)}
     assert sorted(rows) == [1, 2, 4, 5, 6, 7, 8]
     assert rows[1].status == "ok" and rows[1].finish_reason == "MAX_TOKENS"
@@ -200,7 +201,7 @@ def test_embedding_results_keep_the_vector_length(store: Store, workdir: Path) -
         + "\n"
     )
     job_id = _job(store, "embed-in.jsonl", result)
-    request_rows.index_file(store, job_id, result, sha256=file_sha256(result), size=None)
+    index_file(store, job_id, result, sha256=file_sha256(result), size=None)
     rows = _rows(store, job_id)
     assert [(r.key, r.embedding_dim, r.prompt_tokens, r.total_tokens) for r in rows] == [
         ("x", 768, 9, 9),
@@ -214,9 +215,9 @@ def test_indexing_twice_gives_the_same_rows(store: Store, workdir: Path) -> None
     )
     sha = file_sha256(result)
     job_id = _job(store, "s.jsonl", result)
-    request_rows.index_file(store, job_id, result, sha256=sha, size=None)
+    index_file(store, job_id, result, sha256=sha, size=None)
     first = _rows(store, job_id)
-    request_rows.index_file(store, job_id, result, sha256=sha, size=None)
+    index_file(store, job_id, result, sha256=sha, size=None)
     assert _rows(store, job_id) == first
     with store.reading() as session:
         assert session.scalar(select(func.count()).select_from(Request)) == len(first) == 5
@@ -229,9 +230,9 @@ def test_a_file_that_is_not_the_recorded_one_keeps_the_old_rows(
     shutil.copy(REAL_GEMINI / "results" / "basic.jsonl", result)
     sha = file_sha256(result)
     job_id = _job(store, "basic.jsonl", result)
-    request_rows.index_file(store, job_id, result, sha256=sha, size=None)
+    index_file(store, job_id, result, sha256=sha, size=None)
     result.write_text('{"key": "other", "response": {}}\n')
-    outcome = request_rows.index_file(store, job_id, result, sha256=sha, size=None)
+    outcome = index_file(store, job_id, result, sha256=sha, size=None)
     assert outcome.status == "changed"
     assert len(_rows(store, job_id)) == 5  # rolled back: the rows of the recorded file stay
 
@@ -246,7 +247,7 @@ def test_a_stopped_index_leaves_no_rows(store: Store, workdir: Path) -> None:
         asked.append(1)
         return len(asked) > 1  # after the first chunk went in
 
-    outcome = request_rows.index_file(store, job_id, result, sha256=None, size=None, stop=stop)
+    outcome = index_file(store, job_id, result, sha256=None, size=None, stop=stop)
     assert outcome.status == "stopped"
     assert _rows(store, job_id) == []
 
@@ -614,7 +615,7 @@ def test_other_writers_are_not_held_up_while_a_file_is_read(store: Store, workdi
                 peer.close()
         return False
 
-    assert request_rows.index_file(store, job_id, result, sha256=None, size=None, stop=stop).indexed
+    assert index_file(store, job_id, result, sha256=None, size=None, stop=stop).indexed
     assert wrote == [True]
     assert len(_rows(store, job_id)) == 12_000
 
@@ -689,7 +690,7 @@ def test_odd_values_in_a_result_line_are_stored_as_unknown(store: Store, workdir
     ]
     result.write_text("".join(json.dumps(line) + "\n" for line in lines))
     job_id = _job(store, "odd-in.jsonl", result)
-    assert request_rows.index_file(store, job_id, result, sha256=None, size=None).indexed
+    assert index_file(store, job_id, result, sha256=None, size=None).indexed
     a, b, c, d = _rows(store, job_id)
     assert (a.prompt_tokens, a.output_tokens, a.total_tokens) == (None, None, 12)
     assert b.finish_reason == "X" * 64
@@ -746,7 +747,7 @@ def test_many_error_kinds_fold_alike_from_the_table_and_from_the_file(
             handle.write(json.dumps({"key": f"k{n}", "error": {"code": 13, "message": f"e{kind}"}}))
             handle.write("\n")
     job_id = _job(store, "in.jsonl", result)
-    request_rows.index_file(store, job_id, result, sha256=None, size=None)
+    index_file(store, job_id, result, sha256=None, size=None)
     with store.reading() as session:
         indexed = session.get(JobStats, job_id).errors_json
     direct = parse_result_file(result).errors_json()

@@ -35,9 +35,9 @@ from gembatch.engine.progress import Reporter
 from gembatch.remote.client import Gemini
 from gembatch.remote.errors import Interrupted, NotFound, RemoteError
 from gembatch.remote.wire import inline_results_jsonl
-from gembatch.store import requests as request_rows
 from gembatch.store import tracker
 from gembatch.store.database import Store
+from gembatch.store.indexing import index_file
 
 
 @dataclass
@@ -202,7 +202,7 @@ class JobSteps:
         """One row per request into the ``requests`` table, as the file lands. The
         results are safe on disk already, so a failure here is only a note: the
         next report, ``results`` or ``db reindex`` indexes the file."""
-        outcome = request_rows.index_file(
+        outcome = index_file(
             self.store,
             item.id,
             download.path,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from gembatch.common.locations import Locations
 from gembatch.store import requests as request_rows
 from gembatch.store.database import Store
+from gembatch.store.indexing import index_file
 from gembatch.store.reports import job_refs
 
 
@@ -38,7 +39,7 @@ def reindex(
         if not job.result_path:
             continue
         path = locations.resolve_result(job.result_path)
-        outcome = request_rows.index_file(store, job.id, path, sha256=job.result_sha256, size=None)
+        outcome = index_file(store, job.id, path, sha256=job.result_sha256, size=None)
         if outcome.indexed:
             result.files += 1
             result.rows += outcome.rows

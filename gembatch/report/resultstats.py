@@ -1,7 +1,7 @@
 """Per-job figures from a job's result file, through its rows in the ``requests`` table.
 
 A result file is read once, as a stream, into the ``requests`` table
-(:func:`gembatch.store.requests.index_file`), which writes the job's figures to
+(:func:`gembatch.store.indexing.index_file`), which writes the job's figures to
 ``job_stats`` in the same transaction; a report reads those figures back and
 reads the file again only when it is no longer the one indexed.
 """
@@ -19,8 +19,8 @@ from gembatch.common import resultlines
 from gembatch.common.resultlines import RequestRow, Scan
 from gembatch.store import requests as request_rows
 from gembatch.store.database import Store
-from gembatch.store.requests import MALFORMED_KIND as MALFORMED
-from gembatch.store.requests import MAX_ERROR_KINDS, OTHER_ERRORS
+from gembatch.store.indexing import MALFORMED_KIND as MALFORMED
+from gembatch.store.indexing import MAX_ERROR_KINDS, OTHER_ERRORS, index_file
 from gembatch.store.stats import StatsRow, read_stats
 
 __all__ = ["MALFORMED", "MAX_ERROR_KINDS", "OTHER_ERRORS"]
@@ -250,7 +250,7 @@ def load_stats(store: Store, sources: list[ResultSource], *, refresh: bool = Fal
         if identity is None:
             result.missing[source.job_id] = f"{source.path}: result file not found"
             continue
-        outcome = request_rows.index_file(
+        outcome = index_file(
             store, source.job_id, source.path, sha256=source.sha256, size=identity[0]
         )
         result.parsed += 1
