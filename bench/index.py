@@ -94,6 +94,30 @@ def _store_with_job(url: str, result: Path) -> tuple[object, int]:
         return store, job.id
 
 
+def _time_write_locks(store: object) -> list[float]:
+    """How long each write transaction lasts (on SQLite: holds the write lock)."""
+    from sqlalchemy import event
+
+    spans: list[float] = []
+    opened: dict[int, float] = {}
+    engine = store.engine  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: object) -> None:
+        options = conn.get_execution_options()  # type: ignore[attr-defined]
+        if options.get("sqlite_begin", "BEGIN IMMEDIATE") == "BEGIN IMMEDIATE":
+            opened[id(conn)] = time.perf_counter()
+
+    def _end(conn: object) -> None:
+        started = opened.pop(id(conn), None)
+        if started is not None:
+            spans.append(time.perf_counter() - started)
+
+    event.listen(engine, "commit", _end)
+    event.listen(engine, "rollback", _end)
+    return spans
+
+
 def child(kind: str, root: Path, url: str | None) -> dict[str, float]:
     result = root / "batch" / "results" / "big.jsonl"
     figures: dict[str, float] = {}
@@ -105,6 +129,7 @@ def child(kind: str, root: Path, url: str | None) -> dict[str, float]:
         from gembatch.common.hashing import file_sha256
 
         sha = file_sha256(result)
+        locked = _time_write_locks(store)
         before = _rss_kb()
         started = time.perf_counter()
         outcome = index_file(
@@ -118,6 +143,7 @@ def child(kind: str, root: Path, url: str | None) -> dict[str, float]:
         assert outcome.indexed, outcome
         figures["lines"] = outcome.rows
         figures["growth_kb"] = _peak_kb() - before
+        figures["write_lock_s"] = max(locked, default=0.0)
         store.dispose()  # type: ignore[attr-defined]
     elif kind == "floor":
         before = _rss_kb()
@@ -229,6 +255,9 @@ def main() -> None:
         print(f"{'':<28} {'':>16} {'time':>10} {'speed':>19} {'memory':>11}  vs floor")
         print(_row("floor: read + json.loads", floor, None))
         print(_row("index (SQLite)", index, floor["seconds"]))
+        print(
+            f"{'':<28} longest write transaction (SQLite: the lock): {index['write_lock_s']:.2f} s"
+        )
         if args.postgres:
             url, (admin, name) = _pg_schema(args.postgres)
             try:
