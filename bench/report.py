@@ -110,6 +110,7 @@ def generate(root: Path, jobs: int, lines: int) -> None:
     from sqlalchemy import insert
 
     from gembatch.common import states
+    from gembatch.common.hashing import file_sha256
     from gembatch.common.locations import sqlite_url
     from gembatch.store.database import open_store
     from gembatch.store.models import EVENT_STATE_CHANGE, Event, Job
@@ -134,7 +135,9 @@ def generate(root: Path, jobs: int, lines: int) -> None:
                 "end_time": created + timedelta(minutes=30 + i % 90),
                 "result_path": str(path),
                 "result_size": path.stat().st_size,
-                "result_sha256": f"{i:064x}",
+                # The real hash, as poll records it: a file that does not match
+                # its recorded hash is read again by every report, and warned of.
+                "result_sha256": file_sha256(path),
                 "added_at": created,
                 "dest_inline": False,
                 "error_count": 0,

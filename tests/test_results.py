@@ -757,3 +757,66 @@ def test_many_error_kinds_fold_alike_from_the_table_and_from_the_file(
     assert direct[0] == [-1, "(other error kinds)", 10]
     assert [kind[2] for kind in direct[1:]] == [4] * 20 + [1] * 30
     assert direct[1][1] == "e40"
+
+
+def test_text_no_database_column_takes_is_stored_replaced(
+    store_on_each_backend: Store, workdir: Path, run_cli
+) -> None:
+    store = store_on_each_backend
+    (workdir / "in.jsonl").write_text(
+        '{"key": "\\ud800x", "request": {"contents": [{"parts": [{"text": "q"}]}]}}\n'
+        '{"key": "n\\u0000ul", "request": {}}\n'
+    )
+    result = workdir / "out.jsonl"
+    result.write_text(
+        '{"key": "\\ud800x", "response": {"candidates": [{"finishReason": "S\\u0000"}]}}\n'
+        '{"key": "n\\u0000ul", "error": {"code": 13, "message": "bad \\udfff"}}\n'
+    )
+    job_id = _job(store, "in.jsonl", result)
+    assert index_file(store, job_id, result, sha256=None, size=None).indexed
+    first, second = _rows(store, job_id)
+    assert (first.key, first.finish_reason) == ("\ufffdx", "S\ufffd")
+    assert (second.key, second.error_message) == ("n\ufffdul", "bad \ufffd")
+    from gembatch.common.locations import resolve
+    from gembatch.report.joined import ResultsJoin
+
+    locations = resolve(workdir / "job-info.jsonl", store.url)
+    joined = list(ResultsJoin(store, locations))
+    assert [(r.key, r.status, r.text) for r in joined] == [
+        ("\ufffdx", "ok", "q"),
+        ("n\ufffdul", "error", None),
+    ]
+    assert joined and not any(r.status == "missing" for r in joined)
+
+
+@pytest.mark.postgres
+def test_a_sum_past_64_bits_falls_back_to_reading_the_file(
+    pg_schema_url: str, workdir: Path
+) -> None:
+    from gembatch.report.resultstats import ResultSource, load_stats
+
+    store = open_store(pg_schema_url)
+    try:
+        result = workdir / "r.jsonl"
+        big = {"promptTokenCount": str(2**63 - 1)}
+        result.write_text(
+            "".join(json.dumps({"key": k, "response": {"usageMetadata": big}}) + "\n" for k in "ab")
+        )
+        job_id = _job(store, "in.jsonl", result)
+        outcome = index_file(store, job_id, result, sha256=None, size=None)
+        assert outcome.status == "failed" and _rows(store, job_id) == []
+        loaded = load_stats(store, [ResultSource(job_id, str(result), file_sha256(result))])
+        assert loaded.stats[job_id].succeeded == 2
+    finally:
+        store.dispose()
+
+
+def test_keyless_results_without_input_are_not_called_unmatched(
+    store: Store, workdir: Path, run_cli
+) -> None:
+    result = workdir / "out.jsonl"
+    result.write_text('{"response": {}}\n{"key": "a", "response": {}}\n')
+    _job(store, "gone.jsonl", result)
+    out = run_cli("results", "--no-input", "--format", "jsonl")
+    assert out.exit_code == 0, out.output
+    assert "0 results not in the input" in out.stderr and "carry no key" not in out.stderr

@@ -49,7 +49,23 @@ def request_key(value: Any) -> str | None:
     """Keys compare as strings: an input's ``"key": 7`` and a result's ``"7"`` are one request."""
     if value is None:
         return None
-    return value if isinstance(value, str) else json.dumps(value)
+    return storable(value if isinstance(value, str) else json.dumps(value))
+
+
+def storable(text: str) -> str:
+    """Text every database column takes: JSON may escape a lone surrogate
+    (``"\\ud800"``), which no UTF-8 encoder writes, or a NUL, which PostgreSQL's
+    text refuses; each becomes U+FFFD. Input and result keys go through the same
+    function, so they still compare equal."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return text
 
 
 # What the columns hold: counts are 64-bit, error codes and lengths 32-bit, a
@@ -61,11 +77,11 @@ REASON_MAX = 64
 
 def _int(value: Any, limit: int = COUNT_MAX) -> int | None:
     # Counts are JSON integers; the API's int64 fields may come as decimal strings.
-    if isinstance(value, str) and value.isascii() and value.isdecimal():
+    if type(value) is not int:  # bool is an int subclass, and no count
+        if not (isinstance(value, str) and value.isascii() and value.isdecimal()):
+            return None
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit:
-        return value
-    return None
+    return value if 0 <= value <= limit else None
 
 
 def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
@@ -92,7 +108,7 @@ def _finish_reason(response: dict[str, Any]) -> str | None:
     candidates = response.get("candidates")
     if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
         reason = _get(candidates[0], "finishReason", "finish_reason")
-        return reason[:REASON_MAX] if isinstance(reason, str) else None
+        return storable(reason[:REASON_MAX]) if isinstance(reason, str) else None
     return None
 
 
@@ -109,10 +125,12 @@ def _embedding_dim(response: dict[str, Any]) -> int | None:
 
 def _error(error: Any) -> tuple[int, str]:
     if not isinstance(error, dict):
-        return 2, str(error)  # 2 = UNKNOWN
+        return 2, storable(str(error))  # 2 = UNKNOWN
     code = _int(error.get("code"), CODE_MAX)
     message = error.get("message")
-    return (2 if code is None else code), (message.strip() if isinstance(message, str) else "")
+    return (2 if code is None else code), (
+        storable(message.strip()) if isinstance(message, str) else ""
+    )
 
 
 def classify(raw: bytes, line_no: int, offset: int) -> RequestRow | None:

@@ -95,10 +95,12 @@ class ResultsJoin:
     job in id order, each job's results in result-file order and then its input
     requests that have none. Iterate once; ``counts`` fills in as it goes.
 
-    Raises :class:`BadInput` (before yielding anything of that job) for a job
-    that does not exist, an input file that is gone, or one that changed since
-    the job was submitted: joined by key, a rewritten input pairs answers with
-    the wrong prompts.
+    Raises :class:`BadInput` for a job that does not exist, an input file that
+    is gone, or one that changed since the job was submitted (joined by key, a
+    rewritten input pairs answers with the wrong prompts), all before yielding
+    anything of that job; and, part-way through a job, for a result line that
+    no longer holds the key its index row names (written to ``-o FILE``,
+    nothing of the output is kept).
     """
 
     def __init__(
@@ -168,10 +170,11 @@ class ResultsJoin:
         try:
             for row in rows:
                 offset = inputs.take(row.key) if inputs is not None else None
-                if row.key is None:
-                    keyless += 1
-                elif inputs is not None and offset is None:
-                    unmatched += 1
+                if inputs is not None and offset is None:
+                    if row.key is None:
+                        keyless += 1
+                    else:
+                        unmatched += 1
                 if self.failed and row.status == OK:
                     continue
                 line = None

@@ -33,7 +33,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from gembatch.common import resultlines
 from gembatch.common.resultlines import RequestRow, Scan
@@ -122,7 +122,9 @@ def index_file(
         return IndexOutcome("missing", detail=f"{path}: {exc.strerror or exc}")
     except IntegrityError:
         return IndexOutcome("gone")
-    except OperationalError as exc:
+    except (OperationalError, DataError) as exc:
+        # Read-only, locked too long, or a value the column refuses (a sum past
+        # 64 bits): the caller reads the file itself; nothing was kept.
         return IndexOutcome("failed", detail=str(exc.orig or exc).splitlines()[0])
     return IndexOutcome("indexed", rows=rows)
 
