@@ -20,7 +20,6 @@ has the result file read directly.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,8 @@ from gembatch.common.atomic import atomic_writer
 from gembatch.common.failed import FailedScan, FailedSet, JobRef
 from gembatch.common.hashing import file_sha256
 from gembatch.common.locations import Locations
-from gembatch.common.resultlines import OK, RequestRow, Scan, request_key
+from gembatch.common.resultlines import OK, RequestRow, Scan
+from gembatch.report.inputindex import keyed_lines
 from gembatch.report.resultstats import ResultSource, load_stats
 from gembatch.store import requests as request_rows
 from gembatch.store.database import Store
@@ -41,23 +41,8 @@ RETRYABLE_STATES = frozenset({states.SUCCEEDED, states.FAILED, states.EXPIRED})
 
 def iter_input(path: Path) -> Iterator[tuple[str, bytes]]:
     """(key, raw line) for each non-blank input line; a broken line raises ValueError."""
-    index = 0
-    with open(path, "rb") as stream:
-        for lineno, raw in enumerate(stream, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: not valid JSON") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{lineno}: not a JSON object")
-            key = request_key(obj.get("key"))
-            yield (
-                (key if key is not None else str(index)),
-                raw if raw.endswith(b"\n") else raw + b"\n",
-            )
-            index += 1
+    for _, raw, key, _ in keyed_lines(path):
+        yield key, raw if raw.endswith(b"\n") else raw + b"\n"
 
 
 def indexed_jobs(store: Store, locations: Locations, jobs: list[JobRef]) -> set[int]:

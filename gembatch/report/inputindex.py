@@ -5,11 +5,37 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from gembatch.common.errors import BadInput
 from gembatch.common.resultlines import request_key
+
+
+def keyed_lines(path: Path, digest: Any = None) -> Iterator[tuple[int, bytes, str, bool]]:
+    """(byte offset, raw line, key, keyless) for each non-blank line of an input
+    file; a line without a key is known by its position (``"0"``, ``"1"`` …),
+    as inline results name it. ``digest`` (a hashlib object) sees every byte.
+    A broken line raises ValueError naming the file and line."""
+    offset = 0
+    index = 0
+    with open(path, "rb") as stream:
+        for lineno, raw in enumerate(stream, start=1):
+            if digest is not None:
+                digest.update(raw)
+            start, offset = offset, offset + len(raw)
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: not valid JSON") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{lineno}: not a JSON object")
+            key = request_key(obj.get("key"))
+            yield start, raw, (key if key is not None else str(index)), key is None
+            index += 1
 
 
 class InputIndex:
@@ -24,26 +50,11 @@ class InputIndex:
         self.repeated: list[str] = []  # keys given more than once (the first few)
         self.repeats = 0
         digest = hashlib.sha256()
-        offset = 0
         index = 0
-        with open(path, "rb") as stream:
-            for lineno, raw in enumerate(stream, start=1):
-                digest.update(raw)
-                start, offset = offset, offset + len(raw)
-                if not raw.strip():
-                    continue
-                try:
-                    obj = json.loads(raw)
-                except ValueError:
-                    raise BadInput(f"{path}:{lineno}: not valid JSON") from None
-                if not isinstance(obj, dict):
-                    raise BadInput(f"{path}:{lineno}: not a JSON object")
-                key = request_key(obj.get("key"))
-                if key is None:
-                    # Known by its position, as inline results name such a request.
-                    key = str(index)
-                    self.keyless += 1
+        try:
+            for start, _raw, key, keyless in keyed_lines(path, digest):
                 index += 1
+                self.keyless += keyless
                 known = self.offsets.get(key)
                 if known is None:
                     self.offsets[key] = start
@@ -55,6 +66,8 @@ class InputIndex:
                     known.append(start)
                 else:
                     self.offsets[key] = deque((known, start))
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
         self.count = index
         self.sha256 = digest.hexdigest()
         self._handle: IO[bytes] | None = None
