@@ -367,15 +367,20 @@ def test_docs_explain_every_table_and_column(db: Path) -> None:
 def test_docs_example_queries_on_sqlite(db: Path) -> None:
     queries = doc_queries("sql")
     assert len(queries) == 6
+    check_example_results(*run_all(db, queries))
+
+
+def run_all(db: Path, queries: list[str]) -> list[list[dict[str, object]]]:
+    """Each query's rows as dictionaries, on the SQLite database ``db``."""
     store = open_store(f"sqlite:///{db}")
     try:
         results = []
         for query in queries:
             with run_query(store, query) as result:
                 results.append([dict(zip(result.columns, row, strict=True)) for row in result.rows])
+        return results
     finally:
         store.dispose()
-    check_example_results(*results)
 
 
 def check_example_results(
@@ -539,14 +544,6 @@ def readme_queries() -> list[str]:
 def test_readme_example_queries_run_and_agree_with_the_docs(db: Path) -> None:
     queries = readme_queries()
     assert len(queries) == 6
-    store = open_store(f"sqlite:///{db}")
-    try:
-        results = []
-        for query in queries:
-            with run_query(store, query) as result:
-                results.append([dict(zip(result.columns, row, strict=True)) for row in result.rows])
-    finally:
-        store.dispose()
-    by_model, failed, per_hour, codes, tokens, every_retry = results
+    by_model, failed, per_hour, codes, tokens, every_retry = run_all(db, queries)
     # The README's short duration query leaves out the NULL checks; on this data it agrees.
     check_example_results(by_model, failed, per_hour, codes, tokens, every_retry)
