@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 
 from gembatch.common.hashing import file_sha256
 from gembatch.common.locations import sqlite_url
+from gembatch.common.resultlines import RequestRow
 from gembatch.common.timeutil import now
 from gembatch.emulator import Emulator
 from gembatch.emulator.config import OutcomeRule
@@ -53,7 +54,7 @@ def _job(store: Store, input_file: str, result: Path | None, **extra: object) ->
         return job.id
 
 
-def _rows(store: Store, job_id: int) -> list[request_rows.StoredRequest]:
+def _rows(store: Store, job_id: int) -> list[RequestRow]:
     return list(request_rows.iter_requests(store, job_id))
 
 

@@ -25,7 +25,6 @@ from gembatch.engine.submit import submit_files
 from gembatch.engine.units import DEFAULT_MODEL, MODEL_ENV, SubmitOptions, SubmitReport
 from gembatch.jobinfo.importer import import_jobinfo
 from gembatch.jobinfo.reader import BadLines
-from gembatch.remote import config as remote_config
 from gembatch.report.build import build_report
 from gembatch.report.figures import Report
 from gembatch.report.joined import (
@@ -246,10 +245,9 @@ class _ClientScope:
         self._gemini: Gemini | None = None
 
     def __enter__(self) -> Gemini:
-        from gembatch.remote.client import Gemini
+        from gembatch.remote.client import connect
 
-        key = self._api_key or remote_config.api_key()
-        self._gemini = Gemini(key, base_url=remote_config.base_url(self._base_url))
+        self._gemini = connect(self._base_url, api_key=self._api_key)
         return self._gemini
 
     def __exit__(self, *exc: object) -> None:

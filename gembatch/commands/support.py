@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from gembatch.common.locations import Locations
-from gembatch.remote import config as remote_config
 from gembatch.store.database import Store, discard_if_new, open_store
 
 
@@ -63,11 +62,9 @@ def retries_option(help: str) -> Callable[[F], F]:
 
 def make_gemini(base_url: str | None, retries: int = 5) -> Gemini:
     """The one API client of a command: key and endpoint from flags and environment."""
-    from gembatch.remote.client import Gemini
-    from gembatch.remote.retry import RetryPolicy
+    from gembatch.remote.client import connect
 
-    endpoint = remote_config.base_url(base_url)
-    return Gemini(remote_config.api_key(), base_url=endpoint, retry=RetryPolicy(retries + 1))
+    return connect(base_url, retries=retries)
 
 
 def output_options(fn: F) -> F:

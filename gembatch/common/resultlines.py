@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,6 +24,29 @@ OK = "ok"
 ERROR = "error"
 # Not a JSON object with a response or an error: kept, counted apart, never a crash.
 MALFORMED = "malformed"
+
+
+# A file where every error message differs (it names the key, say) keeps this many
+# kinds in its figures; the rest fold into one entry.
+MAX_ERROR_KINDS = 50
+OTHER_ERRORS = (-1, "(other error kinds)")
+MALFORMED_KIND = (-2, "(malformed result line)")
+
+
+def top_error_kinds(
+    counts: Iterable[tuple[tuple[int, str], int]], *, other: int = 0, malformed: int = 0
+) -> list[tuple[tuple[int, str], int]]:
+    """The :data:`MAX_ERROR_KINDS` most frequent ``((code, message), count)``, the
+    rest (and ``other``, already folded) as :data:`OTHER_ERRORS`, malformed lines
+    as :data:`MALFORMED_KIND`: most frequent first, ties by code and message."""
+    kinds = sorted(counts, key=lambda item: (-item[1], item[0]))
+    kept = kinds[:MAX_ERROR_KINDS]
+    rest = sum(count for _, count in kinds[MAX_ERROR_KINDS:]) + other
+    if rest:
+        kept.append((OTHER_ERRORS, rest))
+    if malformed:
+        kept.append((MALFORMED_KIND, malformed))
+    return sorted(kept, key=lambda item: (-item[1], item[0]))
 
 
 class RequestRow(NamedTuple):

@@ -34,6 +34,7 @@ from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from gembatch.common.batch import Download, RemoteBatch
+from gembatch.remote import config
 from gembatch.remote.errors import TRANSPORT_ERRORS, Interrupted, NotFound, RemoteError
 from gembatch.remote.retry import RetryPolicy, Throttle, retry_after
 from gembatch.remote.transfer import HashingWriter, ProgressFile
@@ -280,3 +281,13 @@ class Gemini:
                 return Download(path=temp_path, size=writer.size, sha256=writer.hexdigest())
 
         return self._call("files.download", attempt)
+
+
+def connect(base_url: str | None = None, *, api_key: str | None = None, retries: int = 5) -> Gemini:
+    """The client of one command (or Python API call): the key and endpoint given,
+    else from the environment (``remote.config``); ``retries`` extra attempts a call."""
+    return Gemini(
+        api_key or config.api_key(),
+        base_url=config.base_url(base_url),
+        retry=RetryPolicy(retries + 1),
+    )

@@ -153,7 +153,7 @@ class Attempt:
     detail: str = ""
 
 
-def _said(row: RequestRow | request_rows.StoredRequest) -> tuple[str, str]:
+def _said(row: RequestRow) -> tuple[str, str]:
     if row.status == OK:
         return "succeeded", ""
     if row.error_code is not None:
@@ -162,7 +162,7 @@ def _said(row: RequestRow | request_rows.StoredRequest) -> tuple[str, str]:
 
 
 def _outcome(
-    job: JobRef, key: str, locations: Locations, rows: dict[int, request_rows.StoredRequest] | None
+    job: JobRef, key: str, locations: Locations, rows: dict[int, RequestRow] | None
 ) -> tuple[str, str]:
     """``rows``: the indexed answers to ``key`` by job, when this job's index is current."""
     result = locations.resolve_result(job.result_path) if job.result_path else None

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from gembatch.common import resultlines
-from gembatch.common.resultlines import RequestRow, Scan
+from gembatch.common.resultlines import MALFORMED_KIND as MALFORMED
+from gembatch.common.resultlines import MAX_ERROR_KINDS, OTHER_ERRORS, RequestRow, Scan
 from gembatch.store import requests as request_rows
 from gembatch.store.database import Store
-from gembatch.store.indexing import MALFORMED_KIND as MALFORMED
-from gembatch.store.indexing import MAX_ERROR_KINDS, OTHER_ERRORS, index_file
+from gembatch.store.indexing import index_file
 from gembatch.store.stats import StatsRow, read_stats
 
 __all__ = ["MALFORMED", "MAX_ERROR_KINDS", "OTHER_ERRORS"]
@@ -144,18 +144,11 @@ _TRACKED_KINDS = 10_000
 
 
 def _most_frequent(errors: Counter[tuple[int, str]]) -> Counter[tuple[int, str]]:
-    special = {OTHER_ERRORS, MALFORMED}
-    kinds = sorted(
-        ((kind, count) for kind, count in errors.items() if kind not in special),
-        key=lambda item: (-item[1], item[0]),
+    plain = ((kind, n) for kind, n in errors.items() if kind not in (OTHER_ERRORS, MALFORMED))
+    folded = resultlines.top_error_kinds(
+        plain, other=errors.get(OTHER_ERRORS, 0), malformed=errors.get(MALFORMED, 0)
     )
-    kept: Counter[tuple[int, str]] = Counter(dict(kinds[:MAX_ERROR_KINDS]))
-    rest = sum(count for _, count in kinds[MAX_ERROR_KINDS:]) + errors.get(OTHER_ERRORS, 0)
-    if rest:
-        kept[OTHER_ERRORS] = rest
-    if errors.get(MALFORMED):
-        kept[MALFORMED] = errors[MALFORMED]
-    return kept
+    return Counter(dict(folded))
 
 
 def parse_result_file(path: Path | str) -> ResultStats:

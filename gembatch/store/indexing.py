@@ -44,11 +44,6 @@ from gembatch.store.models import Job, JobStats, Request
 # Rows sent per INSERT: large enough to amortise the round trip, small enough
 # that a million-line file never sits in memory.
 _CHUNK = 5000
-# A file where every error message differs (it names the key, say) keeps this many
-# kinds in job_stats; the rest fold into one entry.
-MAX_ERROR_KINDS = 50
-OTHER_ERRORS = (-1, "(other error kinds)")
-MALFORMED_KIND = (-2, "(malformed result line)")
 # pg_advisory_xact_lock(namespace, job id): two indexers of one job take turns.
 _LOCK_NAMESPACE = 0x67626931
 
@@ -266,18 +261,18 @@ def _lock(connection: Connection, job_id: int) -> None:
         )
 
 
-def _summary(session: Connection, job_id: int, scan: Scan, sha256: str | None) -> dict[str, Any]:
+def _summary(connection: Connection, job_id: int, scan: Scan, sha256: str | None) -> dict[str, Any]:
     """The job_stats row of the rows just written, computed from them."""
     mine = Request.job_id == job_id
     counts: dict[str, int] = dict.fromkeys((resultlines.OK, resultlines.ERROR), 0)
     counts[resultlines.MALFORMED] = 0
-    for status, count in session.execute(
+    for status, count in connection.execute(
         select(Request.status, func.count()).where(mine).group_by(Request.status)
     ):
         counts[status] = count
     ok = Request.status == resultlines.OK
     # Cast: PostgreSQL's SUM of a bigint is a numeric, which the Count type refuses.
-    sums = session.execute(
+    sums = connection.execute(
         select(
             *(
                 cast(func.coalesce(func.sum(case((ok, column), else_=0)), 0), BigInteger)
@@ -299,7 +294,7 @@ def _summary(session: Connection, job_id: int, scan: Scan, sha256: str | None) -
         "succeeded": counts[resultlines.OK],
         "failed": counts[resultlines.ERROR],
         "malformed": counts[resultlines.MALFORMED],
-        "errors_json": _error_kinds(session, job_id, counts[resultlines.MALFORMED]),
+        "errors_json": _error_kinds(connection, job_id, counts[resultlines.MALFORMED]),
         "prompt_tokens": int(sums[0]),
         "output_tokens": int(sums[1]),
         "thinking_tokens": int(sums[2]),
@@ -308,21 +303,15 @@ def _summary(session: Connection, job_id: int, scan: Scan, sha256: str | None) -
     }
 
 
-def _error_kinds(session: Connection, job_id: int, malformed: int) -> list[list[Any]]:
+def _error_kinds(connection: Connection, job_id: int, malformed: int) -> list[list[Any]]:
     """``[[code, message, count], ...]``, most frequent first, at most MAX_ERROR_KINDS."""
-    found = session.execute(
-        select(Request.error_code, Request.error_message, func.count().label("n"))
+    found = connection.execute(
+        select(Request.error_code, Request.error_message, func.count())
         .where(Request.job_id == job_id, Request.status == resultlines.ERROR)
         .group_by(Request.error_code, Request.error_message)
-    ).all()
-    kinds = sorted(
-        ((int(code or 0), message or "", int(n)) for code, message, n in found),
-        key=lambda kind: (-kind[2], kind[0], kind[1]),
     )
-    kept = [list(kind) for kind in kinds[:MAX_ERROR_KINDS]]
-    rest = sum(kind[2] for kind in kinds[MAX_ERROR_KINDS:])
-    if rest:
-        kept.append([*OTHER_ERRORS, rest])
-    if malformed:
-        kept.append([*MALFORMED_KIND, malformed])
-    return sorted(kept, key=lambda kind: (-kind[2], kind[0]))
+    counts = (((int(code or 0), message or ""), int(n)) for code, message, n in found)
+    return [
+        [code, message, n]
+        for (code, message), n in resultlines.top_error_kinds(counts, malformed=malformed)
+    ]

@@ -7,7 +7,6 @@ Rows are written only by :mod:`gembatch.store.indexing`, a file at a time.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
 
@@ -20,36 +19,15 @@ from gembatch.store.models import JobStats, Request
 _FIELDS = RequestRow._fields
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRequest:
-    """One ``requests`` row, as the results join and the Python API read it."""
-
-    job_id: int
-    line_no: int
-    byte_offset: int
-    byte_length: int
-    key: str | None
-    status: str
-    error_code: int | None
-    error_message: str | None
-    finish_reason: str | None
-    prompt_tokens: int | None
-    output_tokens: int | None
-    thinking_tokens: int | None
-    total_tokens: int | None
-    embedding_dim: int | None
-
-
-_COLUMNS = (Request.job_id, *(getattr(Request, name) for name in _FIELDS))
+# A row reads back as the RequestRow it was written from; callers know its job.
+_COLUMNS = tuple(getattr(Request, name) for name in _FIELDS)
 # Rows per read of :func:`iter_requests`: each page is its own short read.
 _PAGE = 5000
 
 
-def iter_requests(
-    store: Store, job_id: int, *, failed: bool = False, page: int = _PAGE
-) -> Iterator[StoredRequest]:
+def iter_requests(store: Store, job_id: int, *, page: int = _PAGE) -> Iterator[RequestRow]:
     """Job ``job_id``'s rows in line order, a page per read (no read stays open
-    while the caller works), ``failed`` for the error and malformed lines only."""
+    while the caller works)."""
     after = 0
     while True:
         query = (
@@ -58,10 +36,8 @@ def iter_requests(
             .order_by(Request.line_no)
             .limit(page)
         )
-        if failed:
-            query = query.where(Request.status != resultlines.OK)
         with store.reading() as session:
-            rows = [StoredRequest(*row) for row in session.execute(query)]
+            rows = [RequestRow(*row) for row in session.execute(query)]
         yield from rows
         if len(rows) < page:
             return
@@ -81,18 +57,18 @@ def ok_keys(store: Store, job_id: int) -> set[str]:
         return {key for (key,) in rows}
 
 
-def rows_for_key(store: Store, job_ids: Collection[int], key: str) -> dict[int, StoredRequest]:
+def rows_for_key(store: Store, job_ids: Collection[int], key: str) -> dict[int, RequestRow]:
     """The first row answering ``key`` in each of these jobs (those that have one)."""
-    found: dict[int, StoredRequest] = {}
+    found: dict[int, RequestRow] = {}
     with store.reading() as session:
         for chunk in id_chunks(job_ids):
             query = (
-                select(*_COLUMNS)
+                select(Request.job_id, *_COLUMNS)
                 .where(Request.key == key, Request.job_id.in_(chunk))
                 .order_by(Request.job_id, Request.line_no)
             )
-            for row in session.execute(query):
-                found.setdefault(row.job_id, StoredRequest(*row))
+            for job_id, *row in session.execute(query):
+                found.setdefault(job_id, RequestRow(*row))
     return found
 
 
