@@ -11,6 +11,9 @@ Run: ``python bench/poll.py`` (``--sizes 50,500`` and ``--skip-memory`` for a sh
     Above ``--baseline-max`` jobs the baseline runs on a sample of that many
     jobs and is scaled linearly (a sequential loop is linear by construction);
     the output says so.
+    With ``--end-to-end``, both sides run as a user runs them instead: gembatch
+    as two processes, ``gembatch import`` then ``gembatch poll``, the baseline
+    as a process of its own; each time includes its start-up.
 (b) Peak RSS of a `gembatch poll` process downloading a 1 GiB result file,
     next to a plain SDK download into memory (what tools without streaming do).
 
@@ -147,8 +150,68 @@ def run_baseline(emu: EmulatorProcess, workspace: Path, made: list[dict]):
     return elapsed, calls
 
 
-def bench_throughput(sizes: list[int], latency: float, concurrency: int, baseline_max: int):
-    print(f"(a) already-succeeded jobs, {latency * 1000:.0f} ms latency per API request")
+# The earlier one-job-at-a-time tool, as its own process: names and uploads in argv[3].
+BASELINE = r"""
+import json, sys
+from pathlib import Path
+from google import genai
+from google.genai import types
+url, key, out = sys.argv[1], sys.argv[2], Path(sys.argv[4])
+made = json.loads(Path(sys.argv[3]).read_text())
+sdk = genai.Client(api_key=key, http_options=types.HttpOptions(base_url=url, api_version="v1beta"))
+out.mkdir(exist_ok=True)
+for item in made:
+    job = sdk.batches.get(name=item["name"])
+    result = sdk.files.get(name=job.dest.file_name)
+    data = sdk.files.download(file=result.name)
+    (out / Path(item["input_file"]).name).write_bytes(data)
+    sdk.batches.delete(name=item["name"])
+    sdk.files.delete(name=item["uploaded"])
+"""
+
+
+def run_end_to_end(emu: EmulatorProcess, workspace: Path, made: list[dict]) -> tuple[float, int]:
+    """``gembatch import`` then ``gembatch poll`` until done, each its own process."""
+    info = workspace / "job-info.jsonl"
+    write_job_info(info, made)
+    env = {**os.environ, "GEMINI_API_KEY": KEY}
+    before = emu.calls()
+    started = time.perf_counter()
+    for command in (["import", str(info)], ["poll", "--base-url", emu.url, "--interval", "0"]):
+        subprocess.run(
+            [sys.executable, "-m", "gembatch", *command],
+            cwd=workspace,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    elapsed = time.perf_counter() - started
+    results = list((workspace / "batch" / "results").glob("g-*.jsonl"))
+    assert len(results) == len(made), len(results)
+    return elapsed, emu.calls() - before
+
+
+def run_baseline_process(emu: EmulatorProcess, workspace: Path, made: list[dict]):
+    listing = workspace / "baseline.json"
+    listing.write_text(json.dumps(made))
+    before = emu.calls()
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", BASELINE, emu.url, KEY, str(listing), str(workspace / "b-out")],
+        check=True,
+    )
+    return time.perf_counter() - started, emu.calls() - before
+
+
+def bench_throughput(
+    sizes: list[int],
+    latency: float,
+    concurrency: int,
+    baseline_max: int,
+    end_to_end: bool = False,
+):
+    how = "whole processes, start-up included" if end_to_end else "in this process"
+    print(f"(a) already-succeeded jobs, {latency * 1000:.0f} ms latency per API request, {how}")
     header = (
         f"{'N':>6} {'gembatch s':>11} {'calls/job':>9} {'baseline s':>11} "
         f"{'calls/job':>9} {'speed-up':>9}"
@@ -164,8 +227,12 @@ def bench_throughput(sizes: list[int], latency: float, concurrency: int, baselin
                 theirs = make_batches(emu, workspace, sample, "b")
                 emu.control("finish-all", {})
                 emu.control("faults", {"latency_s": latency})
-                g_time, g_calls = run_gembatch(emu, workspace, ours, concurrency)
-                b_time, b_calls = run_baseline(emu, workspace, theirs)
+                if end_to_end:
+                    g_time, g_calls = run_end_to_end(emu, workspace, ours)
+                    b_time, b_calls = run_baseline_process(emu, workspace, theirs)
+                else:
+                    g_time, g_calls = run_gembatch(emu, workspace, ours, concurrency)
+                    b_time, b_calls = run_baseline(emu, workspace, theirs)
                 scale = n / sample
                 b_total = b_time * scale
                 note = "" if sample == n else f"  (baseline: {sample} jobs, scaled x{scale:g})"
@@ -242,10 +309,19 @@ def main() -> None:
     parser.add_argument("--baseline-max", type=int, default=500)
     parser.add_argument("--memory-bytes", type=int, default=2**30)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="gembatch as `import` and `poll` processes, the baseline as a process",
+    )
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
     bench_throughput(
-        [int(s) for s in args.sizes.split(",")], args.latency, args.concurrency, args.baseline_max
+        [int(s) for s in args.sizes.split(",")],
+        args.latency,
+        args.concurrency,
+        args.baseline_max,
+        args.end_to_end,
     )
     if not args.skip_memory:
         bench_memory(args.memory_bytes)

@@ -176,6 +176,51 @@ def test_download_streams_to_a_file_with_its_hash(emulator: Emulator, tmp_path: 
     assert seen and seen[-1] == download.size and len(seen) >= 3  # chunk by chunk
 
 
+def test_sdk_internal_download_file_still_streams_each_read(
+    emulator: Emulator, genai_client: genai.Client
+) -> None:
+    """The adapter downloads through ``_api_client.download_file`` with
+    ``chunk_size=None``: the same bytes as ``files.download``, read by read."""
+    name = emulator.make_large_result(2 * 1024 * 1024 + 5)
+    result = emulator.result_file(name)
+    assert result
+    whole = genai_client.files.download(file=result)
+    chunks: list[bytes] = []
+
+    class Collect:
+        def write(self, chunk: bytes) -> int:
+            chunks.append(bytes(chunk))
+            return len(chunk)
+
+    path = f"files/{result.removeprefix('files/')}:download?alt=media"
+    genai_client._api_client.download_file(path, destination=Collect(), chunk_size=None)
+    assert b"".join(chunks) == whole
+    assert len(chunks) > 2  # handed over as read, not re-packed into 1 MiB pieces
+
+
+def test_a_disk_error_during_a_download_is_raised_not_lost(tmp_path: Path) -> None:
+    from gembatch.remote.transfer import DiskSink
+
+    class Full:
+        def write(self, chunk: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+        def fileno(self) -> int:
+            return -1
+
+    sink = DiskSink(Full(), threading.Event(), None)
+    # Raised by a later write, or at the latest by close(): never swallowed.
+    with pytest.raises(OSError, match="No space left"):
+        try:
+            for _ in range(1000):
+                sink.write(b"x" * 65536)
+        finally:
+            sink.close()
+
+
 def test_stop_interrupts_a_download(emulator: Emulator, tmp_path: Path) -> None:
     name = emulator.make_large_result(8 * 1024 * 1024)
     result = emulator.result_file(name)

@@ -494,3 +494,41 @@ def test_postgres_import_merge_and_bad_lines(pg_store: Store, tmp_path: Path) ->
     newer = line("batches/p0vn3y8e6zq4kqhwq7v8n2f9c5l1x3mdae0t", state="RUNNING", update_time=T2)
     report = import_jobinfo(pg_store, write(tmp_path / "n.jsonl", newer))
     assert report.updated == 1
+
+
+@pytest.mark.postgres
+def test_importers_starting_together_on_postgresql_each_succeed(
+    pg_schema_url: str, tmp_path: Path
+) -> None:
+    """Pollers that start together each merge job-info first: on PostgreSQL both
+    used to find the jobs new and both insert them, and one died on the unique
+    batch name. Imports take turns now, as they do on SQLite."""
+    import subprocess
+    import sys
+
+    info = tmp_path / "job-info.jsonl"
+    with open(info, "w", encoding="utf-8") as handle:
+        for index in range(3000):
+            line = {
+                "input_file": f"batch/{index:05d}.jsonl",
+                "batch": {"name": f"batches/race{index:05d}", "state": "JOB_STATE_RUNNING"},
+            }
+            handle.write(json.dumps(line) + "\n")
+    env = {**os.environ, "GEMBATCH_DB": pg_schema_url}
+    # The schema first, so that the importers race on the rows, not the migration.
+    open_store(pg_schema_url).dispose()
+    command = [sys.executable, "-m", "gembatch", "import", str(info)]
+    importers = [
+        subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for _ in range(4)
+    ]
+    outs = [process.communicate(timeout=240)[0].decode() for process in importers]
+    assert [process.returncode for process in importers] == [0] * 4, outs
+    engine = create_engine(pg_schema_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM jobs")).scalar_one() == 3000
+    finally:
+        engine.dispose()

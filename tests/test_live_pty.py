@@ -155,8 +155,8 @@ def test_poll_dashboard_before_and_after_jobs_finish(
         "batch/001",
         "batch/002",
         "batch/003",
-    ]
-    assert all("● running" in r for r in rows)
+    ], screen
+    assert all("● running" in r for r in rows), screen
     assert all(re.search(r"\d+s\s*│$", r) for r in rows), rows
     y = term.row("batch/000.jsonl")
     assert term.fg_of(y, "● running") == "brown"  # ANSI yellow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -252,6 +253,55 @@ def test_two_pollers_never_download_or_delete_twice(emulator: Emulator, workdir:
     rows = jobs(workdir)
     assert len(rows) == 50 and all(row.cleaned_at for row in rows)
     assert {row.batch_name for row in rows} == {m.batch_name for m in made}
+
+
+def _written(out: str) -> int:
+    match = re.search(r"(\d+) result files written this run", out)
+    assert match, out
+    return int(match.group(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_two_pollers_share_the_work_and_none_is_done_twice(
+    emulator: Emulator,
+    workdir: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pollers claim a pool's worth of jobs at a time, so a second poller on the
+    same database takes a share instead of waiting for the first to do them all."""
+    if backend == "postgresql":
+        monkeypatch.setenv("GEMBATCH_DB", request.getfixturevalue("pg_schema_url"))
+    make_jobs(emulator, workdir, 40, requests=2)
+    emulator.finish_all()
+    # Slow answers: one poller alone would need seconds, so the second one starts in time.
+    emulator.faults.configure(latency_s=0.1)
+    pollers = [
+        poll_process(
+            emulator,
+            workdir,
+            "--concurrency",
+            "4",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [process.communicate(timeout=240)[0] for process in pollers]
+    for process, out in zip(pollers, outs):
+        assert process.returncode == 0, out
+    written = [_written(out) for out in outs]
+    assert sum(written) == 40, outs
+    assert min(written) >= 5, written
+    assert emulator.count("files.download", 200) == 40
+    assert emulator.count("batches.delete", 200) == 40
+    assert emulator.count("batches.delete", 404) == 0
+    assert emulator.count("files.delete", 200) == 40
 
 
 @pytest.mark.slow

@@ -20,11 +20,13 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from gembatch.common import states
 from gembatch.common.batch import RemoteBatch
 from gembatch.common.locations import Locations
 from gembatch.common.work import WorkItem
@@ -36,6 +38,7 @@ from gembatch.remote.errors import Interrupted, RemoteError
 from gembatch.store import leases
 from gembatch.store.database import Store
 from gembatch.store.tracker import LeaseLost
+from gembatch.store.unchanged import record_unchanged
 
 
 @dataclass
@@ -51,6 +54,10 @@ class PollOptions:
     # In one run, a job that failed this many times in a row is left for the
     # next run so the loop can end; it stays recorded with its error.
     max_errors: int = 5
+
+
+# Unchanged jobs written per transaction: the listing is not held whole in memory.
+QUIET_CHUNK = 2000
 
 
 def make_owner() -> str:
@@ -69,6 +76,7 @@ class Poller:
         *,
         merge_job_info: Callable[[], int] | None = None,
         export_job_info: Callable[[], None] | None = None,
+        export_due: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.gemini = gemini
@@ -79,6 +87,7 @@ class Poller:
         self.stop = gemini.stop
         self._merge = merge_job_info
         self._export = export_job_info
+        self._export_due = export_due or (lambda: False)
         # Jobs of this cycle whose lease passed to another poller; reset each cycle.
         self.lost: set[int] = set()
         self._lost_lock = threading.Lock()
@@ -103,65 +112,134 @@ class Poller:
         with self._lost_lock:
             self.lost.clear()
         given_up = set(self.given_up())
-        ids = [
-            job_id
-            for job_id in leases.candidate_ids(self.store, self.options.keep_remote)
-            if job_id not in given_up
+        items = [
+            item
+            for item in leases.candidates(self.store, self.options.keep_remote)
+            if item.id not in given_up
         ]
-        items = leases.claim(
-            self.store,
-            ids,
-            self.owner,
-            self.options.lease_ttl,
-            keep_remote=self.options.keep_remote,
-        )
-        result.claimed = len(items)
-        result.skipped_busy = len(ids) - len(items)
-        claimed = [item.id for item in items]
-        period = max(1.0, self.options.lease_ttl.total_seconds() / 3)
-        heartbeat = Heartbeat(self.renew_leases, claimed, period)
-        try:
-            self._work(items, result)
-        finally:
-            heartbeat.stop()
-            with contextlib.suppress(Exception):
-                leases.release(self.store, claimed, self.owner)
-        if (result.changed or result.imported) and self._export is not None:
+        self._work(items, result)
+        due = result.changed or result.imported or self._export_due()
+        if due and self._export is not None:
             self._export()
             result.exported = True
         return result
 
     def _work(self, items: list[WorkItem], result: CycleResult) -> None:
+        """Learn every state, write the jobs that stayed as they were a few thousand
+        at a time, and work through the rest in claims sized to the pool, so that
+        pollers sharing a database share the jobs too."""
         if not items:
             return
-        wanted = [item for item in items if item.needs_state()]
-        listed: dict[str, RemoteBatch] = {}
+        wanted = {item.batch_name: item for item in items if item.needs_state()}
+        listed: dict[str, RemoteBatch | None] = {}
+        quiet: list[tuple[int, RemoteBatch]] = []
+        done: set[int] = set()
         if len(wanted) >= self.options.list_min_jobs:
-            listed = self._list_states({item.batch_name for item in wanted})
-        with ThreadPoolExecutor(
-            max_workers=max(1, self.options.concurrency), thread_name_prefix="gembatch-poll"
-        ) as pool:
-            futures: list[Future[None]] = [
-                pool.submit(self.advance, item, listed.get(item.batch_name), result)
-                for item in items
-            ]
-            try:
-                wait(futures)
-            except KeyboardInterrupt:
-                # Workers see the flag between steps and at every download chunk;
-                # a transaction in flight completes or rolls back on its own.
-                self.stop.set()
-                for future in futures:
-                    future.cancel()
-                wait(futures)
-                raise
-        for future in futures:
-            if not future.cancelled():
-                exc = future.exception()
-                if exc is not None and not isinstance(exc, Interrupted):
-                    raise exc
+            for batch in self._list_states(set(wanted)):
+                item = wanted[batch.name]
+                if _unchanged(item, batch):
+                    quiet.append((item.id, batch))
+                    done.add(item.id)
+                    if len(quiet) >= QUIET_CHUNK:
+                        self._record_unchanged(quiet, result)
+                else:
+                    # Inline results, megabytes perhaps, are not held for the whole
+                    # cycle: ``None`` has the job's own step ask for them in its turn.
+                    listed[batch.name] = None if batch.inlined_responses is not None else batch
+        self._record_unchanged(quiet, result)
+        busy = [item for item in items if item.id not in done]
+        self._work_in_claims(busy, listed, result)
+
+    def _record_unchanged(self, quiet: list[tuple[int, RemoteBatch]], result: CycleResult) -> None:
+        """One transaction for jobs the API reports as stored. A failure only means
+        their polled-at times wait for the next cycle: nothing else was due."""
+        if not quiet:
+            return
+        try:
+            result.unchanged += record_unchanged(self.store, quiet, owner=self.owner)
+        except Exception as exc:
+            self.reporter.note(f"recording {len(quiet)} unchanged jobs failed: {exc}")
+        quiet.clear()
+
+    def _work_in_claims(
+        self, items: list[WorkItem], listed: dict[str, RemoteBatch | None], result: CycleResult
+    ) -> None:
+        """Claim a pool's worth of jobs, work on them, and claim again whenever half
+        the pool is free; each finished job's lease goes back at the next claim."""
+        pending = deque(item.id for item in items)
+        size = max(1, self.options.concurrency)
+        period = max(1.0, self.options.lease_ttl.total_seconds() / 3)
+        running: dict[Future[None], int] = {}
+        finished: list[int] = []
+        held: set[int] = set()
+        heartbeat = Heartbeat(self.renew_leases, [], period, grows=True)
+        failure: BaseException | None = None
+        try:
+            with ThreadPoolExecutor(max_workers=size, thread_name_prefix="gembatch-poll") as pool:
+                try:
+                    while pending or running:
+                        if pending and failure is None and len(running) <= size // 2:
+                            self._let_go(finished, held, heartbeat)
+                            for item in self._claim(pending, size - len(running), result):
+                                held.add(item.id)
+                                heartbeat.add([item.id])
+                                remote = listed.get(item.batch_name)
+                                future = pool.submit(self.advance, item, remote, result)
+                                running[future] = item.id
+                        if not running:
+                            continue
+                        done, _ = wait(running, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            finished.append(running.pop(future))
+                            exc = future.exception()
+                            if exc is not None and not isinstance(exc, Interrupted):
+                                failure = failure or exc
+                                pending.clear()
+                except KeyboardInterrupt:
+                    # Workers see the flag between steps and at every download chunk;
+                    # a transaction in flight completes or rolls back on its own.
+                    self.stop.set()
+                    for future in running:
+                        future.cancel()
+                    wait(running)
+                    raise
+        finally:
+            heartbeat.stop()
+            with contextlib.suppress(Exception):
+                leases.release(self.store, sorted(held), self.owner)
+        if failure is not None:
+            raise failure
         if self.stop.is_set():
             raise KeyboardInterrupt
+
+    def _claim(self, pending: deque[int], want: int, result: CycleResult) -> list[WorkItem]:
+        """Up to ``want`` of the pending jobs, leased to this poller; jobs another
+        poller holds, or that need nothing any more, are passed over."""
+        won: list[WorkItem] = []
+        while pending and len(won) < want:
+            ids = [pending.popleft() for _ in range(min(want - len(won), len(pending)))]
+            items = leases.claim(
+                self.store,
+                ids,
+                self.owner,
+                self.options.lease_ttl,
+                keep_remote=self.options.keep_remote,
+            )
+            result.claimed += len(items)
+            result.skipped_busy += len(ids) - len(items)
+            won.extend(items)
+        return won
+
+    def _let_go(self, finished: list[int], held: set[int], heartbeat: Heartbeat) -> None:
+        """Release the leases of jobs this cycle is done with, so that another
+        poller's next claim may take them."""
+        if not finished:
+            return
+        heartbeat.drop(finished)
+        with contextlib.suppress(Exception):  # unreleased leases simply expire
+            leases.release(self.store, finished, self.owner)
+            held.difference_update(finished)
+        finished.clear()
 
     def advance(self, item: WorkItem, listed: RemoteBatch | None, result: CycleResult) -> None:
         """One job's steps, unless its lease is gone: then another poller has it."""
@@ -187,32 +265,33 @@ class Poller:
             with self._lost_lock:
                 self.lost.update(ids)
 
-    def _list_states(self, names: set[str]) -> dict[str, RemoteBatch]:
-        """Read listing pages until every wanted batch was seen or the page budget is spent.
+    def _list_states(self, names: set[str]) -> Iterator[RemoteBatch]:
+        """The listed batches among ``names``, page by page, until every one was
+        seen or the page budget is spent.
 
         The budget assumes a page holds at least a tenth of wanted jobs; an
         account with many unrelated batches stops early and falls back to get.
         """
-        found: dict[str, RemoteBatch] = {}
         size = self.options.list_page_size
         budget = max(1, math.ceil(len(names) / size) + math.ceil(len(names) / 10))
         pages = 0
+        found = 0
         try:
             seen_on_page = 0
             for batch in self.gemini.list_batches(page_size=size):
                 seen_on_page += 1
                 if batch.name in names:
-                    found[batch.name] = batch
-                    if len(found) == len(names):
-                        break
+                    yield batch
+                    found += 1
+                    if found == len(names):
+                        return
                 if seen_on_page >= size:
                     pages += 1
                     seen_on_page = 0
                     if pages >= budget:
-                        break
+                        return
         except RemoteError as exc:
             self.reporter.note(f"listing batches failed, asking one by one: {exc}")
-        return found
 
     # ------------------------------------------------------------------ loop
 
@@ -251,6 +330,16 @@ class Poller:
                     on_tick(left)
                 if self.stop.wait(min(1.0, left)):
                     raise KeyboardInterrupt
+
+
+def _unchanged(item: WorkItem, remote: RemoteBatch) -> bool:
+    """The API reports the stored, unfinished state: nothing for a step to do."""
+    return (
+        remote.state is not None
+        and remote.state == item.state
+        and not states.is_terminal(remote.state)
+        and not item.terminal
+    )
 
 
 @dataclass

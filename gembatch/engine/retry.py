@@ -29,6 +29,7 @@ from gembatch.common.locations import Locations
 from gembatch.engine.progress import SubmitReporter
 from gembatch.engine.submit import submit_files
 from gembatch.engine.units import SubmitOptions, stored_path
+from gembatch.jobinfo.exporter import export_jobinfo
 from gembatch.remote.client import Gemini
 from gembatch.store.database import Store
 from gembatch.store.retries import link_retry, live_retries, unlinked_retry
@@ -76,6 +77,24 @@ def retry_failed(
     result = RetryResult()
     result.warnings.extend(scan.warnings)
     live = live_retries(store)
+    try:
+        _retry_all(store, gemini, locations, scan, live, result, reporter)
+    finally:
+        # One export for the whole retry, once something was recorded (also when stopped).
+        if any(item.status != "skipped" for item in result.retried):
+            export_jobinfo(store, locations.job_info, base_dir=locations.base_dir)
+    return result
+
+
+def _retry_all(
+    store: Store,
+    gemini: Gemini,
+    locations: Locations,
+    scan: FailedScan,
+    live: dict[int, int],
+    result: RetryResult,
+    reporter: SubmitReporter | None,
+) -> None:
     for selected in scan.sets:
         original = selected.job
         if original.id in live:
@@ -91,7 +110,6 @@ def retry_failed(
             )
             continue
         result.retried.append(_retry_one(store, gemini, locations, selected, reporter))
-    return result
 
 
 def _retry_one(
@@ -113,7 +131,9 @@ def _retry_one(
         for raw in selected.lines:
             handle.write(raw)
     options = SubmitOptions(model=original.model or SubmitOptions.model)
-    report = submit_files(store, gemini, locations, [(target, stored)], options, reporter)
+    report = submit_files(
+        store, gemini, locations, [(target, stored)], options, reporter, export=False
+    )
     outcome = next((o for o in reversed(report.outcomes) if o.shown == stored), None)
     if outcome is None or outcome.job_id is None or outcome.status in ("failed", "skipped"):
         message = outcome.message if outcome is not None else "submit made no job"

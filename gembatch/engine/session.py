@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 
 from gembatch.common import states
@@ -69,13 +70,26 @@ def make_poller(
 
     reported: set[tuple[int, str]] = set()
     unreadable_reported: set[str] = set()
+    # The job-info file as this run last read or wrote it: unchanged since, it
+    # holds nothing to merge, and a cycle of a 100,000-job fleet skips reading it.
+    last_seen: list[tuple[int, int, int] | None] = [None]
+    behind = [False]
 
     def merge() -> int:
         if not locations.job_info.exists():
+            behind[0] = tracker.tracked_count(store) > 0
             return 0
+        if _file_mark(locations.job_info) == last_seen[0]:
+            return 0
+        mark = _file_mark(locations.job_info)
         report = import_jobinfo(
             store, locations.job_info, skip_bad=True, base_dir=locations.base_dir
         )
+        last_seen[0] = mark
+        # Jobs the file does not name (a submit killed before its export): the
+        # file is behind the database, so the first cycle's export catches up.
+        named = report.new + report.updated + report.unchanged
+        behind[0] = tracker.tracked_count(store) > named
         # A bad line stays until the next export moves it aside: say so once.
         for bad in report.bad:
             if (bad.line, bad.reason) not in reported:
@@ -85,6 +99,8 @@ def make_poller(
 
     def export() -> None:
         report = export_jobinfo(store, locations.job_info, base_dir=locations.base_dir)
+        behind[0] = False
+        last_seen[0] = _file_mark(locations.job_info)
         if report.rejected:
             reporter.note(
                 f"{report.rejected} bad line(s) moved from {locations.job_info.name} "
@@ -104,7 +120,17 @@ def make_poller(
         reporter,
         merge_job_info=merge,
         export_job_info=export,
+        export_due=lambda: behind[0],
     )
+
+
+def _file_mark(path: Path) -> tuple[int, int, int] | None:
+    """What tells a rewritten or appended-to file from the one last seen."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def given_up_text(summary: RunSummary) -> str:

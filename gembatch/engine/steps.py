@@ -45,6 +45,8 @@ class CycleResult:
     """What one cycle did; the steps count into it from every worker (under their lock)."""
 
     claimed: int = 0
+    # Jobs the API reported as they were stored: written together, no claim needed.
+    unchanged: int = 0
     state_changes: int = 0
     newly_terminal: int = 0
     downloads: int = 0

@@ -94,10 +94,22 @@ class Submitter:
         self.reporter: SubmitReporter = reporter or QuietSubmitReporter()
         self.owner = owner or make_owner()
         self.model = normalize_model(options.model)
+        self.export_due = False
 
     # ----------------------------------------------------------------- entry points
 
-    def run(self, units: list[Unit]) -> SubmitReport:
+    def run(self, units: list[Unit], *, export: bool = True) -> SubmitReport:
+        """Submit every unit; job-info.jsonl is exported once, at the end (also when
+        the run is interrupted), not after each batch: a run of a thousand files
+        into a large database would otherwise rewrite the file a thousand times.
+        A run killed outright leaves the export to the next command's."""
+        try:
+            return self._run(units)
+        finally:
+            if export and self.export_due:
+                self.export_now()
+
+    def _run(self, units: list[Unit]) -> SubmitReport:
         report = SubmitReport()
         started = utcnow()
         report.outcomes.extend(self.reconcile_leftovers())
@@ -337,7 +349,12 @@ class Submitter:
         leases.release(self.store, [job_id], self.owner)
 
     def export(self) -> None:
+        """A job was recorded: job-info.jsonl is due for an export (at the end of the run)."""
+        self.export_due = True
+
+    def export_now(self) -> None:
         export_jobinfo(self.store, self.locations.job_info, base_dir=self.locations.base_dir)
+        self.export_due = False
 
 
 def _skip_message(job: EarlierSubmit) -> str:
@@ -363,9 +380,12 @@ def submit_files(
     files: list[tuple[Path, str]],
     options: SubmitOptions,
     reporter: SubmitReporter | None = None,
+    *,
+    export: bool = True,
 ) -> SubmitReport:
-    """Validate everything, settle leftovers, then submit each input (or part)."""
+    """Validate everything, settle leftovers, then submit each input (or part);
+    job-info.jsonl is exported once at the end (``export=False``: the caller does)."""
     normalize_model(options.model)
     units = prepare(files, locations, options)
     submitter = Submitter(store, gemini, locations, options, reporter)
-    return submitter.run(units)
+    return submitter.run(units, export=export)

@@ -42,6 +42,10 @@ from gembatch.store.models import COUNT_MAX, EVENT_IMPORTED, Event, Job
 MAX_COUNT = COUNT_MAX
 
 
+# pg_advisory_xact_lock key of imports (one for the whole database).
+_LOCK_SPACE = 0x67626A69
+
+
 def text_limit(column: str) -> int | None:
     """How many characters the jobs table's text column holds (None: no limit)."""
     length = getattr(Job.__table__.c[column].type, "length", None)
@@ -204,6 +208,12 @@ class ImportTransaction:
         self.insert_seen = _BulkInsert(conn, _seen, ("batch_name", "line", "fingerprint"))
 
     def start(self) -> None:
+        if self._conn.dialect.name == "postgresql":
+            # Two importers of one file (pollers starting together) would both find
+            # a job new and both insert it. SQLite's BEGIN IMMEDIATE already makes
+            # them take turns; here a transaction lock does, and the second, reading
+            # after the first committed, finds the rows it made.
+            self._conn.execute(text("SELECT pg_advisory_xact_lock(:space)"), {"space": _LOCK_SPACE})
         # Names seen earlier in this file, for duplicate detection with flat
         # memory. Created inside the transaction, so a rollback removes it too.
         self._conn.execute(

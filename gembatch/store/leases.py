@@ -27,7 +27,15 @@ from gembatch.store.inlists import id_chunks
 from gembatch.store.models import Job
 from gembatch.store.owners import holder_is_dead as holder_is_dead
 from gembatch.store.owners import make_owner as make_owner
-from gembatch.store.tracker import db_now, work_filter, work_item
+from gembatch.store.tracker import ITEM_COLUMNS, db_now, work_filter, work_item
+
+
+def candidates(store: Store, keep_remote: bool) -> list[WorkItem]:
+    """Every job that needs work, as the poll rules see it, read without a lease:
+    what a cycle plans from. Whatever it then writes re-checks the row."""
+    with store.reading() as session:
+        query = select(*ITEM_COLUMNS).where(work_filter(keep_remote)).order_by(Job.id)
+        return [work_item(row) for row in session.execute(query)]
 
 
 def candidate_ids(store: Store, keep_remote: bool) -> list[int]:

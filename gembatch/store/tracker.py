@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import Row, and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from gembatch.common import states
@@ -97,8 +97,29 @@ def job_for_write(session: Session, job_id: int, owner: str | None) -> Job:
     return found
 
 
-def work_item(job: Job) -> WorkItem:
-    """A detached copy of what the poll rules look at."""
+# What :func:`work_item` reads: a query of these alone skips ``batch_json``,
+# which is most of a row's bytes.
+ITEM_COLUMNS = (
+    Job.id,
+    Job.batch_name,
+    Job.input_file,
+    Job.state,
+    Job.dest_file_name,
+    Job.dest_inline,
+    Job.uploaded_file_name,
+    Job.downloaded_at,
+    Job.result_path,
+    Job.result_size,
+    Job.cleaned_at,
+    Job.error_count,
+    Job.result_sha256,
+    Job.last_polled_at,
+)
+
+
+def work_item(job: Job | Row[Any]) -> WorkItem:
+    """A detached copy of what the poll rules look at (of a job, or of a row of
+    :data:`ITEM_COLUMNS`)."""
     return WorkItem(
         id=job.id,
         batch_name=job.batch_name or "",
@@ -161,7 +182,7 @@ def _event(
     )
 
 
-def _stored_batch(remote: RemoteBatch) -> dict[str, Any]:
+def stored_batch(remote: RemoteBatch) -> dict[str, Any]:
     raw = dict(remote.raw)
     metadata = dict(raw.get("metadata") or {})
     output = metadata.get("output")
@@ -225,7 +246,7 @@ def apply_remote(
             job.dest_inline = True
         if job.uploaded_file_name is None and remote.input_file_name:
             job.uploaded_file_name = remote.input_file_name
-        job.batch_json = _stored_batch(remote)
+        job.batch_json = stored_batch(remote)
         job.last_polled_at = utcnow()
         if old != job.state:
             message = remote.error_message if states.is_terminal(job.state) else conflict
@@ -291,6 +312,13 @@ def record_polled(
     with store.transaction() as session:
         job = job_for_write(session, job_id, owner)
         job.last_polled_at = when or utcnow()
+
+
+def tracked_count(store: Store) -> int:
+    """How many jobs have a batch (and so a line in job-info.jsonl)."""
+    with store.reading() as session:
+        query = select(func.count()).select_from(Job).where(Job.batch_name.is_not(None))
+        return int(session.scalar(query) or 0)
 
 
 def state_counts(store: Store) -> dict[str | None, int]:
