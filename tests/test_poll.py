@@ -293,7 +293,7 @@ def test_two_pollers_share_the_work_and_none_is_done_twice(
         for _ in range(2)
     ]
     outs = [process.communicate(timeout=240)[0] for process in pollers]
-    for process, out in zip(pollers, outs):
+    for process, out in zip(pollers, outs, strict=True):
         assert process.returncode == 0, out
     written = [_written(out) for out in outs]
     assert sum(written) == 40, outs
