@@ -2,6 +2,10 @@
 
 Each sub-command lives in ``gembatch/commands/<name>.py``; this module only
 wires them together. Commands parse and render; logic lives in plain modules.
+
+Start-up stays cheap: the sub-commands are found without importing them, and
+one is imported only when it runs (or when ``--help`` lists it), so
+``gembatch --help`` never loads the database layer or the API client.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 import click
 
 from gembatch import __version__
+from gembatch.commands import discover
 from gembatch.commands.support import AppContext
 from gembatch.common.errors import EXIT_INTERRUPTED, GembatchError
 from gembatch.common.locations import DB_ENV, DEFAULT_JOB_INFO, resolve
@@ -89,6 +94,8 @@ def _debug(ctx: click.Context) -> bool:
 
 @click.group(
     cls=GembatchGroup,
+    # Lazy: a lookup imports that one command's module, listing the names imports none.
+    commands=discover(),
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option(
@@ -117,16 +124,6 @@ def cli(ctx: click.Context, job_info: str, db: str | None, debug: bool) -> None:
     app = AppContext(locations=resolve(job_info, db), debug=debug)
     ctx.obj = app
     ctx.call_on_close(app.close)
-
-
-def _register() -> None:
-    from gembatch.commands import discover
-
-    for command in discover():
-        cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,8 +6,6 @@ import click
 
 from gembatch.commands.support import AppContext, base_url_option, make_gemini, pass_app
 from gembatch.common.errors import BadInput
-from gembatch.engine.cancel import cancel_jobs, describe, resolve_jobs
-from gembatch.store.cancels import open_job_ids
 
 
 @click.command("cancel")
@@ -17,6 +15,10 @@ from gembatch.store.cancels import open_job_ids
 @pass_app
 def cancel(app: AppContext, jobs: tuple[str, ...], cancel_all: bool, base_url: str | None) -> None:
     """Cancel running jobs: JOB is a job id, a batch name or an input file."""
+    # Imported here: every command module is imported by `gembatch --help`.
+    from gembatch.engine.cancel import cancel_jobs, describe, resolve_jobs
+    from gembatch.store.cancels import open_job_ids
+
     if bool(jobs) == cancel_all:
         raise BadInput("give the jobs to cancel, or --all (not both)")
     store = app.store()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from gembatch.commands.support import AppContext, base_url_option, make_gemini, pass_app
-from gembatch.engine.cleanup import CleanupPlan, Resource, execute, plan_cleanup
-from gembatch.jobinfo.exporter import export_jobinfo
+
+if TYPE_CHECKING:
+    from gembatch.engine.cleanup import CleanupPlan, Resource
 
 
 def _show(resources: list[Resource], *, kept: bool) -> None:
@@ -53,6 +56,10 @@ def cleanup(
     Lists them first and asks (-y skips the question). Nothing still running is
     ever deleted; nothing whose results are not on disk without --force.
     """
+    # Imported here: every command module is imported by `gembatch --help`.
+    from gembatch.engine.cleanup import execute, plan_cleanup
+    from gembatch.jobinfo.exporter import export_jobinfo
+
     store = app.store()
     gemini = make_gemini(base_url)
     try:

@@ -7,7 +7,8 @@ import time
 import click
 
 from gembatch.commands.support import AppContext, pass_app
-from gembatch.store.database import database_revision, head_revision, upgrade_database
+
+# The data layer is imported inside each command: `gembatch --help` imports this module.
 
 
 @click.group()
@@ -19,6 +20,8 @@ def db() -> None:
 @pass_app
 def db_upgrade(app: AppContext) -> None:
     """Create the database or upgrade it to the newest schema."""
+    from gembatch.store.database import upgrade_database
+
     before, after = upgrade_database(app.locations.db_url)
     if before == after:
         click.echo(f"already at {after}")
@@ -30,6 +33,8 @@ def db_upgrade(app: AppContext) -> None:
 @pass_app
 def db_current(app: AppContext) -> None:
     """Print the schema revision of the database and the newest one this gembatch knows."""
+    from gembatch.store.database import database_revision, head_revision
+
     current = database_revision(app.locations.db_url)
     head = head_revision()
     status = "up to date" if current == head else "needs upgrade"

@@ -8,7 +8,6 @@ import click
 
 from gembatch.commands.support import AppContext, pass_app
 from gembatch.common.errors import GembatchError
-from gembatch.jobinfo.exporter import export_jobinfo
 
 
 @click.command("export")
@@ -27,6 +26,9 @@ def export_cmd(app: AppContext, output: str | None) -> None:
     database first; lines that cannot be merged move to FILE.rejected.
     Relative input paths are rebased when FILE is in another directory.
     """
+    # Imported here: every command module is imported by `gembatch --help`.
+    from gembatch.jobinfo.exporter import export_jobinfo
+
     job_info = app.locations.job_info
     target = os.path.abspath(output) if output is not None else str(job_info)
     # Only the --job-info file is merged back: a file named by -o is an output.

@@ -6,8 +6,6 @@ import click
 
 from gembatch.commands.support import AppContext, pass_app
 from gembatch.common.errors import BadInput
-from gembatch.jobinfo.importer import import_jobinfo
-from gembatch.jobinfo.reader import BadLines
 
 
 @click.command("import")
@@ -20,6 +18,10 @@ def import_cmd(app: AppContext, file: str | None, skip_bad: bool) -> None:
     Relative input paths in FILE are read against FILE's directory and stored
     relative to the --job-info file's directory.
     """
+    # Imported here: every command module is imported by `gembatch --help`.
+    from gembatch.jobinfo.importer import import_jobinfo
+    from gembatch.jobinfo.reader import BadLines
+
     path = file if file is not None else str(app.locations.job_info)
     shown = file if file is not None else _shown_job_info(app)
     store = app.store()

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
-from gembatch.commands.poll_screen import run_poll
 from gembatch.commands.support import (
     AppContext,
+    LazyOption,
     base_url_option,
     make_gemini,
     pass_app,
     retries_option,
 )
 from gembatch.common.errors import EXIT_INTERRUPTED
-from gembatch.engine.poller import PollOptions
-from gembatch.engine.session import RESUME_HINT
+
+# The engine and the screen are imported inside the command: every command
+# module is imported by `gembatch --help`, and the engine loads the API client.
+
+
+def _concurrency_default() -> dict[str, Any]:
+    from gembatch.engine.poller import PollOptions
+
+    return {"default": PollOptions().concurrency}
 
 
 @click.command("poll")
@@ -30,8 +38,9 @@ from gembatch.engine.session import RESUME_HINT
 @click.option("--once", is_flag=True, help="Run a single cycle and exit.")
 @click.option(
     "--concurrency",
+    cls=LazyOption,
+    lazy=_concurrency_default,
     type=click.IntRange(1, 256),
-    default=PollOptions().concurrency,
     show_default=True,
     help="Jobs worked on at the same time.",
 )
@@ -69,6 +78,10 @@ def poll(
 
     A rerun resumes exactly where the last one stopped.
     """
+    from gembatch.commands.poll_screen import run_poll
+    from gembatch.engine.poller import PollOptions
+    from gembatch.engine.session import RESUME_HINT
+
     ctx = click.get_current_context()
     gemini = make_gemini(base_url, retries)
     store = app.store()

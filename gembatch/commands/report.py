@@ -3,35 +3,40 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from gembatch.commands.support import AppContext, pass_app
+from gembatch.commands.support import AppContext, LazyOption, pass_app
 from gembatch.common import timeutil
 from gembatch.common.errors import BadInput
-from gembatch.report.build import build_report
-from gembatch.report.failed import collect_failed, request_history, write_failed
-from gembatch.report.pricing import BATCH_DISCOUNT, PriceTable, parse_price
-from gembatch.report.records import JOB_COLUMNS, job_rows, report_json
-from gembatch.report.render import render_report
-from gembatch.view.output import write_rows
+
+if TYPE_CHECKING:
+    from gembatch.report.pricing import PriceTable
+
+# The report's modules (and rich) are imported inside the functions that use them:
+# every command module is imported by `gembatch --help`, which needs neither.
 
 # Piped output is not cut to a terminal's width (as in ``status``).
 _PIPE_WIDTH = 200
 
 
 def price_table(prices: tuple[str, ...], discount_pct: float) -> PriceTable:
+    from gembatch.report.pricing import PriceTable, parse_price
+
     if not 0 <= discount_pct <= 100:
         raise BadInput(f"--batch-discount {discount_pct}: must be between 0 and 100")
     table = PriceTable(discount=discount_pct / 100)
     for text in prices:
         table.override(*parse_price(text))
     return table
+
+
+def _discount_default() -> dict[str, Any]:
+    from gembatch.report.pricing import BATCH_DISCOUNT
+
+    return {"default": BATCH_DISCOUNT * 100}
 
 
 @click.command()
@@ -55,8 +60,9 @@ def price_table(prices: tuple[str, ...], discount_pct: float) -> PriceTable:
 @click.option(
     "--batch-discount",
     "discount",
+    cls=LazyOption,
+    lazy=_discount_default,
     type=float,
-    default=BATCH_DISCOUNT * 100,
     show_default=True,
     help="Batch discount in percent off the list price.",
 )
@@ -101,6 +107,9 @@ def report(
     Reads result files once and caches per-job figures in the database. With
     --failed -o FILE, writes the failed requests as a new input JSONL instead.
     """
+    from gembatch.report.build import build_report
+    from gembatch.report.failed import collect_failed, write_failed
+
     store = app.store()
     if history is not None:
         _history(app, job_ids, history, fmt)
@@ -134,13 +143,24 @@ def report(
         base_dir=app.locations.base_dir,
     )
     if fmt == "json":
+        import json
+
+        from gembatch.report.records import report_json
+
         click.echo(json.dumps(report_json(result), indent=2, ensure_ascii=False))
         return
     if fmt in ("csv", "nl"):
+        from gembatch.report.records import JOB_COLUMNS, job_rows
+        from gembatch.view.output import write_rows
+
         write_rows(JOB_COLUMNS, job_rows(result), fmt)  # type: ignore[arg-type]
         for warning in result.warnings:
             click.echo(f"warning: {warning}", err=True)
         return
+    from rich.console import Console
+
+    from gembatch.report.render import render_report
+
     console = Console()
     if not console.is_terminal:
         console = Console(width=_PIPE_WIDTH)
@@ -156,6 +176,14 @@ def report(
 
 
 def _history(app: AppContext, job_ids: tuple[int, ...], key: str, fmt: str | None) -> None:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from gembatch.report.failed import request_history
+
     if len(job_ids) != 1:
         raise BadInput("report --history KEY: name exactly one JOB")
     attempts = request_history(app.store(), app.locations, job_ids[0], key)

@@ -6,18 +6,18 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Column, Table
-from rich.text import Text
 
-from gembatch.commands.support import AppContext, pass_app
-from gembatch.common.atomic import atomic_writer
-from gembatch.report.joined import FIELD_KINDS, FIELDS, ResultsJoin, parse_fields
-from gembatch.view import parquet
-from gembatch.view.output import write_csv, write_nl
+from gembatch.commands.support import AppContext, LazyOption, pass_app
+
+if TYPE_CHECKING:
+    from rich.table import Column
+
+# The join, the writers and rich are imported inside the functions that use them:
+# every command module is imported by `gembatch --help`, which needs none of them
+# (and the join loads the database layer).
 
 # What a table shows unless --fields says otherwise: a terminal's width holds these.
 _TABLE_FIELDS = ("job", "key", "status", "request", "response", "total_tokens", "error")
@@ -25,6 +25,12 @@ _TABLE_FIELDS = ("job", "key", "status", "request", "response", "total_tokens", 
 # rows the rest is only counted (jsonl and csv always carry everything).
 _TABLE_ROWS = 500
 _TABLE_TEXT = 120
+
+
+def _fields_help() -> dict[str, Any]:
+    from gembatch.report.joined import FIELDS
+
+    return {"help": f"Columns to show [default: the usual ones; all: {', '.join(FIELDS)}]."}
 
 
 @click.command("results")
@@ -45,8 +51,9 @@ _TABLE_TEXT = 120
 )
 @click.option(
     "--fields",
+    cls=LazyOption,
+    lazy=_fields_help,
     metavar="A,B,...",
-    help=f"Columns to show [default: the usual ones; all: {', '.join(FIELDS)}].",
 )
 @click.option(
     "--no-input", is_flag=True, help="Leave the requests' text out (their input files are gone)."
@@ -68,6 +75,10 @@ def results(
     out with status "missing", and results whose key the input lacks are
     counted; a summary goes to standard error.
     """
+    from gembatch.report.joined import FIELD_KINDS, FIELDS, ResultsJoin, parse_fields
+    from gembatch.view import parquet
+    from gembatch.view.output import write_csv, write_nl
+
     if fmt is None:
         fmt = "table" if output is None and sys.stdout.isatty() else "jsonl"
     names = parse_fields(fields) if fields is not None or fmt != "table" else list(_TABLE_FIELDS)
@@ -111,6 +122,8 @@ def _target(output: Path | None, *, binary: bool) -> Iterator[IO[Any]]:
     if output is None:
         yield sys.stdout
         return
+    from gembatch.common.atomic import atomic_writer
+
     mode = "wb" if binary else "w"
     kwargs: dict[str, Any] = {} if binary else {"encoding": "utf-8", "newline": ""}
     with atomic_writer(output, mode, **kwargs) as handle:
@@ -125,6 +138,10 @@ def _cut(value: Any) -> Any:
 
 
 def _column(name: str) -> Column:
+    from rich.table import Column
+
+    from gembatch.report.joined import FIELD_KINDS
+
     # Texts share what is left of the width; short fields keep theirs whole.
     if FIELD_KINDS[name] == "int":
         return Column(name, justify="right", no_wrap=True)
@@ -134,6 +151,10 @@ def _column(name: str) -> Column:
 
 
 def _table(names: list[str], rows: Iterator[list[Any]], out: IO[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     shown = []
     more = 0
     for row in rows:

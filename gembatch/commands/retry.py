@@ -6,8 +6,6 @@ import click
 
 from gembatch.commands.support import AppContext, base_url_option, make_gemini, pass_app
 from gembatch.common.errors import EXIT_INTERRUPTED
-from gembatch.engine.retry import retry_failed
-from gembatch.report.failed import collect_failed
 
 
 @click.command("retry")
@@ -25,6 +23,10 @@ def retry(
     Failed means an error line, no result line, or a job that failed or expired.
     Each new job is linked to its original; `gembatch poll` then tracks it.
     """
+    # Imported here: every command module is imported by `gembatch --help`.
+    from gembatch.engine.retry import retry_failed
+    from gembatch.report.failed import collect_failed
+
     ctx = click.get_current_context()
     gemini = make_gemini(base_url)
     store = app.store()

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from gembatch.commands.support import AppContext, output_options, pass_app
 from gembatch.common.errors import BadInput
-from gembatch.store.sqlquery import run_query
-from gembatch.store.sqlschema import TableInfo, describe_schema, schema_rows
-from gembatch.view.output import Format, write_rows
+
+if TYPE_CHECKING:
+    from gembatch.store.sqlschema import TableInfo
+    from gembatch.view.output import Format
 
 
 @click.command()
@@ -27,10 +26,16 @@ def sql(app: AppContext, query: str | None, schema: bool, fmt: Format) -> None:
     Statements that would change anything fail and change nothing.
     See docs/schema.md for the tables and example queries.
     """
+    # Imported here: every command module is imported by `gembatch --help`.
+    from gembatch.store.sqlquery import run_query
+    from gembatch.view.output import write_rows
+
     store = app.store()
     if schema:
         if query is not None:
             raise BadInput("sql: give either QUERY or --schema, not both")
+        from gembatch.store.sqlschema import describe_schema
+
         _print_schema(describe_schema(store), fmt)
         return
     if query is None:
@@ -41,6 +46,13 @@ def sql(app: AppContext, query: str | None, schema: bool, fmt: Format) -> None:
 
 
 def _print_schema(tables: list[TableInfo], fmt: Format) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from gembatch.store.sqlschema import schema_rows
+    from gembatch.view.output import write_rows
+
     if fmt != "table":
         columns, rows = schema_rows(tables)
         write_rows(columns, rows, fmt)

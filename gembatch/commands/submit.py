@@ -6,35 +6,30 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from gembatch.commands.support import (
     AppContext,
+    LazyOption,
     base_url_option,
     make_gemini,
     pass_app,
     retries_option,
 )
 from gembatch.common.errors import EXIT_INTERRUPTED
-from gembatch.engine.inputs import MAX_INPUT_BYTES
-from gembatch.engine.submit import submit_files
-from gembatch.engine.units import DEFAULT_MODEL, DUPLICATE, MODEL_ENV, UNDONE, SubmitOptions
+
+# The engine and rich are imported inside the functions that use them: every
+# command module is imported by `gembatch --help`, and the engine loads the API client.
 
 
 class CliSubmitReporter:
     """Plain lines on stdout; an upload progress bar on stderr when it is a terminal."""
 
     def __init__(self) -> None:
+        from rich.console import Console
+
         self._console = Console(stderr=True)
 
     def line(self, text: str) -> None:
@@ -45,6 +40,15 @@ class CliSubmitReporter:
         if not self._console.is_terminal:
             yield lambda done: None
             return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         columns = (
             TextColumn("uploading {task.description}"),
             BarColumn(),
@@ -57,13 +61,28 @@ class CliSubmitReporter:
             yield lambda done: progress.update(task, completed=done)
 
 
+def _model_default() -> dict[str, Any]:
+    from gembatch.engine.units import DEFAULT_MODEL, MODEL_ENV
+
+    return {
+        "default": lambda: os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
+        "show_default": f"{DEFAULT_MODEL}, env {MODEL_ENV}",
+    }
+
+
+def _max_bytes_default() -> dict[str, Any]:
+    from gembatch.engine.inputs import MAX_INPUT_BYTES
+
+    return {"default": MAX_INPUT_BYTES}
+
+
 @click.command("submit")
 @click.argument("files", nargs=-1, type=click.Path(path_type=str))
 @click.option(
     "-m",
     "--model",
-    default=lambda: os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
-    show_default=f"{DEFAULT_MODEL}, env {MODEL_ENV}",
+    cls=LazyOption,
+    lazy=_model_default,
     help="Model for every request.",
 )
 @click.option(
@@ -84,8 +103,9 @@ class CliSubmitReporter:
 )
 @click.option(
     "--max-bytes",
+    cls=LazyOption,
+    lazy=_max_bytes_default,
     type=click.IntRange(min=1),
-    default=MAX_INPUT_BYTES,
     hidden=True,
     help="Largest input file the API accepts (for tests).",
 )
@@ -113,6 +133,9 @@ def submit(
     submitted with the same content is skipped (--force submits it again).
     Without FILES, only settles submissions an interrupted run left behind.
     """
+    from gembatch.engine.submit import submit_files
+    from gembatch.engine.units import DUPLICATE, UNDONE, SubmitOptions
+
     ctx = click.get_current_context()
     options = SubmitOptions(
         model=model,

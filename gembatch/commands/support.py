@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from gembatch.common.locations import Locations
-from gembatch.store.database import Store, discard_if_new, open_store
+
+if TYPE_CHECKING:
+    from gembatch.remote.client import Gemini
+    from gembatch.store.database import Store
 
 
 @dataclass
@@ -23,6 +26,9 @@ class AppContext:
     def store(self) -> Store:
         """The migrated database, opened on first use."""
         if self._store is None:
+            # Here, not at the top: `gembatch --help` must not load the database layer.
+            from gembatch.store.database import open_store
+
             self._store = open_store(self.locations.db_url)
         return self._store
 
@@ -35,12 +41,11 @@ class AppContext:
         """The command failed: close, and take back a database file it created
         if nothing was stored in it (a mistyped ``--db`` leaves no stray file)."""
         if self._store is not None:
+            from gembatch.store.database import discard_if_new
+
             store, self._store = self._store, None
             discard_if_new(store)
 
-
-if TYPE_CHECKING:
-    from gembatch.remote.client import Gemini
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,6 +70,35 @@ def make_gemini(base_url: str | None, retries: int = 5) -> Gemini:
     from gembatch.remote.client import connect
 
     return connect(base_url, retries=retries)
+
+
+class LazyOption(click.Option):
+    """An option whose default, shown default or help text come from a module that
+    is slow to import (the engine, the report): ``lazy`` returns those attributes,
+    and is called only when the command runs or shows its own help, never when
+    ``gembatch --help`` lists the commands."""
+
+    def __init__(self, *args: Any, lazy: Callable[[], dict[str, Any]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy: Callable[[], dict[str, Any]] | None = lazy
+
+    def _resolve(self) -> None:
+        if self._lazy is not None:
+            lazy, self._lazy = self._lazy, None
+            for name, value in lazy().items():
+                setattr(self, name, value)
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        self._resolve()
+        return super().get_default(ctx, call=call)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self._resolve()
+        return super().get_help_record(ctx)
+
+    def to_info_dict(self) -> dict[str, Any]:
+        self._resolve()
+        return super().to_info_dict()
 
 
 def output_options(fn: F) -> F:

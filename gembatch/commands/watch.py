@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import click
-from rich.console import Console
 
 from gembatch.commands.support import AppContext, pass_app
 from gembatch.common import timeutil
-from gembatch.engine.session import sigterm_as_interrupt
-from gembatch.store.database import db_display_name
-from gembatch.store.snapshots import read_snapshot
-from gembatch.view.dashboard import render_dashboard
-from gembatch.view.dashboard_summary import DashboardInfo
-from gembatch.view.live import LiveView
-from gembatch.view.live_drivers import run_watch, wants_live
+
+# The view, rich and the data layer are imported inside the command: every
+# command module is imported by `gembatch --help`, which needs none of them.
 
 # Without a terminal there is no size to fit: one frame tall enough for a
 # screenful of rows, as wide as a wide terminal.
@@ -38,16 +36,28 @@ def watch(app: AppContext, interval: float) -> None:
     exit status 0: nothing is interrupted. Without a terminal, prints one frame
     and exits.
     """
+    from rich.console import Console
+
+    from gembatch.store.database import db_display_name
+    from gembatch.store.snapshots import read_snapshot
+    from gembatch.view.live_drivers import wants_live
+
     store = app.store()
     stdout = sys.stdout
     name = db_display_name(store)
     if not wants_live(stdout):
+        from gembatch.view.dashboard import render_dashboard
+        from gembatch.view.dashboard_summary import DashboardInfo
+
         snapshot = read_snapshot(store)
         width, height = _PIPE_SIZE
         console = Console(file=stdout, width=width, height=height)
         info = DashboardInfo(db_name=name, mode="watch")
         console.print(render_dashboard(snapshot, timeutil.now(), info=info, height=height))
         return
+    from gembatch.view.live import LiveView
+    from gembatch.view.live_drivers import run_watch
+
     view = LiveView(store, Console(file=stdout), mode="watch", db_name=name)
     try:
         with sigterm_as_interrupt(), view:
@@ -55,6 +65,31 @@ def watch(app: AppContext, interval: float) -> None:
     except KeyboardInterrupt:
         # Ending a read-only view is the normal way out, not an interruption.
         return
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the view as Ctrl+C does.
+
+    The same as ``gembatch.engine.session.sigterm_as_interrupt``, kept here
+    because that module loads the poll engine and with it google-genai, which a
+    read-only view must not pay for.
+    """
+
+    import signal
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 command = watch

@@ -1,80 +1,72 @@
 """Opening the database: engine set-up, SQLite pragmas, migrations on first use.
 
 Every command goes through :func:`open_store`, so no command ever sees an old
-schema.
+schema. Start-up is paid by every command, and alembic and SQLAlchemy take
+most of a second to import: an open asks the schema's revision with one query
+and imports alembic only when it is not the newest one shipped, and an
+up-to-date SQLite file is asked through the standard library, its engine made
+(SQLAlchemy imported) only when a command first needs it. ``gembatch sql``
+on SQLite never does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
+import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
 
 from gembatch.common.errors import StoreError
 from gembatch.store import newfile
 
-_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+# The migration side, under the names every caller has always imported from here.
+from gembatch.store.revisions import alembic_config as alembic_config
+from gembatch.store.revisions import at_head, sqlite_file
+from gembatch.store.revisions import current_revision as current_revision
+from gembatch.store.revisions import downgrade as downgrade
+from gembatch.store.revisions import head_revision as head_revision
+from gembatch.store.revisions import sqlite_foreign_keys as sqlite_foreign_keys
+from gembatch.store.revisions import upgrade as upgrade
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session, sessionmaker
 
 
-def migrations_dir() -> Path:
-    """Inside an installed wheel the migrations ship as ``gembatch/_migrations``;
-    in a checkout they are the repo's top-level ``migrations/``."""
-    packaged = _PACKAGE_DIR / "_migrations"
-    if (packaged / "env.py").is_file():
-        return packaged
-    checkout = _PACKAGE_DIR.parent / "migrations"
-    if (checkout / "env.py").is_file():
-        return checkout
-    raise StoreError("gembatch is installed without its database migrations; reinstall it")
-
-
-def alembic_config(connection: Connection | None = None) -> Config:
-    # Built in code so that an installed tool never needs alembic.ini.
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
-    if connection is not None:
-        cfg.attributes["connection"] = connection
-    return cfg
-
-
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def _prepare_sqlite(dbapi_connection: sqlite3.Connection, database: str) -> None:
+    """What every connection to a SQLite file does first, SQLAlchemy's or not."""
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # Several gembatch processes may share a file: wait instead of failing.
+    # First, so that switching to WAL below waits too.
+    cursor.execute("PRAGMA busy_timeout=30000")
+    # WAL: readers (status, watch, sql) never block the poller's writes.
+    _switch_to_wal(cursor)
+    # Cascade deletes of events with their job.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # With WAL, NORMAL is still crash-safe for the database (a power cut may
+    # lose the last commits, never corrupt); results are fsync'd separately.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    newfile.refuse_discarded(cursor, database)
+    cursor.close()
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:
+    from sqlalchemy import event
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        # Several gembatch processes may share a file: wait instead of failing.
-        # First, so that switching to WAL below waits too.
-        cursor.execute("PRAGMA busy_timeout=30000")
-        # WAL: readers (status, watch, sql) never block the poller's writes.
-        _switch_to_wal(cursor)
-        # Cascade deletes of events with their job.
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # With WAL, NORMAL is still crash-safe for the database (a power cut may
-        # lose the last commits, never corrupt); results are fsync'd separately.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        newfile.refuse_discarded(cursor, str(engine.url.database))
-        cursor.close()
+        _prepare_sqlite(dbapi_connection, str(engine.url.database))
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -115,6 +107,11 @@ def _switch_to_wal(cursor: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    from sqlalchemy.pool import NullPool
+
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -151,87 +148,75 @@ def _check_sqlite_location(path: Path) -> None:
         raise StoreError(f"{path}: cannot create the database, directory {parent} is not writable")
 
 
-def _current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+# A plain SQLite file URL (no driver options), as `--db PATH` and the default make it.
+_PLAIN_SQLITE = re.compile(r"sqlite(?:\+pysqlite)?:///([^?]+)")
 
 
-def _sqlite_file(engine: Engine) -> Path | None:
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        return Path(str(engine.url.database))
-    return None
+def _plain_sqlite_file(url: str) -> Path | None:
+    """The file of a plain SQLite URL, read as SQLAlchemy would, without importing it."""
+    match = _PLAIN_SQLITE.fullmatch(url)
+    database = unquote(match[1]) if match else ":memory:"
+    return None if database == ":memory:" else Path(database)
 
 
-@contextlib.contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
-    """Two processes opening a new database at once must not both create tables."""
-    database = _sqlite_file(engine)
-    if database is not None:
-        with newfile.migration_lock(database):
-            yield
-        return
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT pg_advisory_lock(741852963)")
-            try:
-                yield
-            finally:
-                conn.exec_driver_sql("SELECT pg_advisory_unlock(741852963)")
-                conn.commit()
-        return
-    yield
-
-
-def sqlite_foreign_keys(connection: Connection, on: bool) -> None:
-    """Set the pragma on the driver connection itself: through ``exec_driver_sql``
-    it would run inside the ``BEGIN IMMEDIATE`` the begin hook opens, where SQLite
-    silently ignores it (and a table rebuild would then cascade-delete children)."""
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+def _sqlite_at_head(database: Path) -> bool:
+    """:func:`~gembatch.store.revisions.at_head` for an existing SQLite file, asked
+    through the standard library; any error is left for the full open to meet
+    (and report) again."""
+    head = head_revision()
     try:
-        cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
-    finally:
-        cursor.close()
-
-
-def upgrade(engine: Engine, revision: str = "head", *, lock: bool = True) -> None:
-    guard = _migration_lock(engine) if lock else contextlib.nullcontext()
-    with guard, engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            # A table rebuild with foreign keys on would silently delete every
-            # ON DELETE CASCADE child row; the pragma only works outside a transaction.
-            sqlite_foreign_keys(connection, on=False)
-        command.upgrade(alembic_config(connection), revision)
-        if connection.in_transaction():
-            connection.commit()
-        if engine.dialect.name == "sqlite":
-            sqlite_foreign_keys(connection, on=True)
-
-
-def downgrade(engine: Engine, revision: str) -> None:
-    with _migration_lock(engine), engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            sqlite_foreign_keys(connection, on=False)
-        command.downgrade(alembic_config(connection), revision)
-        if connection.in_transaction():
-            connection.commit()
-
-
-def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
-        return _current_revision(connection)
+        # mode=rw: a file removed meanwhile is not made again, empty, here.
+        uri = f"file:{quote(str(database.absolute()))}?mode=rw"
+        connection = sqlite3.connect(uri, uri=True)
+        try:
+            _prepare_sqlite(connection, str(database))
+            rows = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return False
+    return head is not None and rows == [(head,)]
 
 
 @dataclass
 class Store:
-    """An open, migrated database."""
+    """An open, migrated database; its engine is made on first use."""
 
     url: str
-    engine: Engine
-    sessions: sessionmaker[Session]
+    # The SQLite database file; None for any other database (and for ":memory:").
+    file: Path | None = None
     # This very open made the (SQLite) file: a failed command may take it away again.
     created: bool = False
+    _engine: Engine | None = field(default=None, repr=False)
+    _sessions: sessionmaker[Session] | None = field(default=None, repr=False)
+    # The poller's threads share one store: one engine, whichever asks first.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+
+    @property
+    def engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = make_engine(self.url)
+            return self._engine
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        with self._lock:
+            if self._sessions is None:
+                from sqlalchemy.orm import sessionmaker
+
+                self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+            return self._sessions
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite``, ``postgresql``, ...: known without an engine for a SQLite file."""
+        return "sqlite" if self.file is not None else self.engine.dialect.name
 
     @property
     def display_url(self) -> str:
+        from sqlalchemy.engine import make_url
+
         return make_url(self.url).render_as_string(hide_password=True)
 
     @contextlib.contextmanager
@@ -250,7 +235,7 @@ class Store:
         """A read-only snapshot. On SQLite it starts with a plain BEGIN, so it
         never waits for a writer."""
         with self.sessions() as session:
-            if self.engine.dialect.name == "sqlite":
+            if self.dialect == "sqlite":
                 session.connection(execution_options={"sqlite_begin": "BEGIN DEFERRED"})
             try:
                 yield session
@@ -260,23 +245,32 @@ class Store:
                 session.rollback()
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 def open_store(url: str, *, migrate: bool = True) -> Store:
     """Open the database at ``url``, creating it and upgrading its schema as needed."""
+    database = _plain_sqlite_file(url)
+    if migrate and database is not None:
+        _check_sqlite_location(database)  # as make_engine would, with the same errors
+        if database.exists() and _sqlite_at_head(database):
+            return Store(url=url, file=database)
+    from sqlalchemy.orm import sessionmaker
+
     engine = make_engine(url)
     created = False
     with _opening_errors(url, engine):
-        database = _sqlite_file(engine)
+        database = sqlite_file(engine)
         if migrate and database is not None and not database.exists():
             created = newfile.create(database, lambda temp: _build(url, temp))
-        if migrate:
+        if migrate and not at_head(engine):
             head = head_revision()
             if current_revision(engine) != head:
                 upgrade(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
-    return Store(url=url, engine=engine, sessions=sessions, created=created)
+    file = sqlite_file(engine)
+    return Store(url=url, file=file, created=created, _engine=engine, _sessions=sessions)
 
 
 def upgrade_database(url: str) -> tuple[str | None, str | None]:
@@ -285,7 +279,7 @@ def upgrade_database(url: str) -> tuple[str | None, str | None]:
     engine = make_engine(url)
     try:
         with _opening_errors(url, engine):
-            database = _sqlite_file(engine)
+            database = sqlite_file(engine)
             if database is not None and not database.exists():
                 newfile.create(database, lambda temp: _build(url, temp))
                 return None, current_revision(engine)
@@ -302,7 +296,7 @@ def database_revision(url: str) -> str | None:
     engine = make_engine(url)
     try:
         with _opening_errors(url, engine):
-            database = _sqlite_file(engine)
+            database = sqlite_file(engine)
             if database is not None and not database.exists():
                 return None
             return current_revision(engine)
@@ -314,25 +308,35 @@ def database_revision(url: str) -> str | None:
 def _opening_errors(url: str, engine: Engine) -> Iterator[None]:
     """What can go wrong opening a database, as one line naming it (password hidden);
     the engine is disposed of on the way out."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     shown = make_url(url).render_as_string(hide_password=True)
     try:
         yield
     except StoreError:
         engine.dispose()
         raise
-    except CommandError:
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(f"{shown}: {short_error(exc)}") from None
+    except Exception as exc:
+        # Only a migration raises alembic's CommandError, and it has imported alembic:
+        # asking must not import it on every other failure.
+        errors = sys.modules.get("alembic.util.exc")
+        if errors is None or not isinstance(exc, errors.CommandError):
+            raise
         engine.dispose()
         raise StoreError(
             f"{shown}: its schema is newer than this gembatch knows (head {head_revision()}); "
             "upgrade gembatch"
         ) from None
-    except SQLAlchemyError as exc:
-        engine.dispose()
-        raise StoreError(f"{shown}: {short_error(exc)}") from None
 
 
 def _build(url: str, temp: Path) -> None:
     """Migrate a new file at ``temp`` (the caller holds the migration lock)."""
+    from sqlalchemy.engine import make_url
+
     engine = make_engine(make_url(url).set(database=str(temp)).render_as_string(False))
     try:
         upgrade(engine, lock=False)
@@ -343,7 +347,7 @@ def _build(url: str, temp: Path) -> None:
 def discard_if_new(store: Store) -> bool:
     """After a failed command: remove the SQLite file its open created, if still
     unused (see :func:`gembatch.store.newfile.discard_if_unused`)."""
-    database = _sqlite_file(store.engine)
+    database = store.file
     store.dispose()
     if not store.created or database is None:
         return False
@@ -363,13 +367,19 @@ def database_errors(store: Store) -> Iterator[None]:
     """Database failures as a one-line :class:`StoreError` naming the (password-free) URL."""
     try:
         yield
-    except SQLAlchemyError as exc:
+    except Exception as exc:
+        # Nothing raises SQLAlchemy's errors before it is imported: no need to import it here.
+        errors = sys.modules.get("sqlalchemy.exc")
+        if errors is None or not isinstance(exc, errors.SQLAlchemyError):
+            raise
         raise StoreError(f"{store.display_url}: {short_error(exc)}") from None
 
 
 def db_display_name(store: Store) -> str:
     """A SQLite file as a path (relative when under the current directory);
     any other database as its URL with the password hidden."""
+    from sqlalchemy.engine import make_url
+
     url = make_url(store.url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         path = Path(url.database)

@@ -133,7 +133,8 @@ def run_query(store: Store, sql: str) -> Iterator[QueryResult]:
     attempt to write; the database is left unchanged either way.
     """
     check_read_statement(sql)
-    dialect = store.engine.dialect.name
+    # Not the engine's dialect: a SQLite file is queried without SQLAlchemy ever loading.
+    dialect = store.dialect
     if dialect == "sqlite":
         with _sqlite_query(store, sql) as result:
             yield result
@@ -151,10 +152,9 @@ def run_query(store: Store, sql: str) -> Iterator[QueryResult]:
 
 
 def _sqlite_path(store: Store) -> Path:
-    database = store.engine.url.database
-    if not database or database == ":memory:":
+    if store.file is None:
         raise BadInput("sql: an in-memory database has nothing to query")
-    return Path(database).resolve()
+    return store.file.resolve()
 
 
 def connect_sqlite_readonly(path: Path) -> tuple[sqlite3.Connection, list[str]]:

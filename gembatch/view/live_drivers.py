@@ -11,9 +11,14 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gembatch.common.work import WorkItem
-from gembatch.view.live import LiveView
+
+if TYPE_CHECKING:
+    # Only named here: `gembatch watch` without a terminal asks wants_live and
+    # never loads the live view (nor rich.live).
+    from gembatch.view.live import LiveView
 
 
 class LiveReporter:
