@@ -155,6 +155,9 @@ class Poller:
         their polled-at times wait for the next cycle: nothing else was due."""
         if not quiet:
             return
+        # A job the API answered for without trouble has no errors in a row any more.
+        for job_id, _ in quiet:
+            self.steps.run_errors.pop(job_id, None)
         try:
             result.unchanged += record_unchanged(self.store, quiet, owner=self.owner)
         except Exception as exc:
@@ -164,10 +167,13 @@ class Poller:
     def _work_in_claims(
         self, items: list[WorkItem], listed: dict[str, RemoteBatch | None], result: CycleResult
     ) -> None:
-        """Claim a pool's worth of jobs, work on them, and claim again whenever half
-        the pool is free; each finished job's lease goes back at the next claim."""
+        """Claim a pool's worth of jobs, work on them, and claim again whenever a
+        quarter of the pool is free (a claim per finished job would double the
+        transactions; waiting for half left the pool a quarter idle on average);
+        each finished job's lease goes back at the next claim."""
         pending = deque(item.id for item in items)
         size = max(1, self.options.concurrency)
+        refill_at = size - max(1, size // 4)
         period = max(1.0, self.options.lease_ttl.total_seconds() / 3)
         running: dict[Future[None], int] = {}
         finished: list[int] = []
@@ -178,11 +184,11 @@ class Poller:
             with ThreadPoolExecutor(max_workers=size, thread_name_prefix="gembatch-poll") as pool:
                 try:
                     while pending or running:
-                        if pending and failure is None and len(running) <= size // 2:
+                        if pending and failure is None and len(running) <= refill_at:
                             self._let_go(finished, held, heartbeat)
-                            for item in self._claim(pending, size - len(running), result):
-                                held.add(item.id)
-                                heartbeat.add([item.id])
+                            won = self._claim(pending, size - len(running), result, held)
+                            heartbeat.add(item.id for item in won)
+                            for item in won:
                                 remote = listed.get(item.batch_name)
                                 future = pool.submit(self.advance, item, remote, result)
                                 running[future] = item.id
@@ -212,9 +218,13 @@ class Poller:
         if self.stop.is_set():
             raise KeyboardInterrupt
 
-    def _claim(self, pending: deque[int], want: int, result: CycleResult) -> list[WorkItem]:
+    def _claim(
+        self, pending: deque[int], want: int, result: CycleResult, held: set[int]
+    ) -> list[WorkItem]:
         """Up to ``want`` of the pending jobs, leased to this poller; jobs another
-        poller holds, or that need nothing any more, are passed over."""
+        poller holds, or that need nothing any more, are passed over. Each win is
+        in ``held`` as soon as its claim commits, so an interrupt between two
+        claims still releases it."""
         won: list[WorkItem] = []
         while pending and len(won) < want:
             ids = [pending.popleft() for _ in range(min(want - len(won), len(pending)))]
@@ -225,6 +235,7 @@ class Poller:
                 self.options.lease_ttl,
                 keep_remote=self.options.keep_remote,
             )
+            held.update(item.id for item in items)
             result.claimed += len(items)
             result.skipped_busy += len(ids) - len(items)
             won.extend(items)

@@ -100,7 +100,10 @@ def make_poller(
     def export() -> None:
         report = export_jobinfo(store, locations.job_info, base_dir=locations.base_dir)
         behind[0] = False
-        last_seen[0] = _file_mark(locations.job_info)
+        # Not the mark of what was written: a line another program appends right
+        # after the replace would count as seen. The next cycle reads the file
+        # once more (exports follow changes only, so this stays proportional).
+        last_seen[0] = None
         if report.rejected:
             reporter.note(
                 f"{report.rejected} bad line(s) moved from {locations.job_info.name} "

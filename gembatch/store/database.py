@@ -256,8 +256,6 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
         _check_sqlite_location(database)  # as make_engine would, with the same errors
         if database.exists() and _sqlite_at_head(database):
             return Store(url=url, file=database)
-    from sqlalchemy.orm import sessionmaker
-
     engine = make_engine(url)
     created = False
     with _opening_errors(url, engine):
@@ -268,9 +266,8 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
             head = head_revision()
             if current_revision(engine) != head:
                 upgrade(engine)
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    file = sqlite_file(engine)
-    return Store(url=url, file=file, created=created, _engine=engine, _sessions=sessions)
+    # Sessions (the ORM) are made on first use too: `gembatch sql` never needs them.
+    return Store(url=url, file=sqlite_file(engine), created=created, _engine=engine)
 
 
 def upgrade_database(url: str) -> tuple[str | None, str | None]:
