@@ -13,8 +13,9 @@ from typing import TextIO
 from rich.console import Console
 
 from gembatch.common.locations import Locations
+from gembatch.common.signals import sigterm_as_interrupt
 from gembatch.engine.poller import PollOptions, RunSummary
-from gembatch.engine.session import given_up_text, poll_run, sigterm_as_interrupt, summary_text
+from gembatch.engine.session import given_up_text, poll_run, summary_text
 from gembatch.engine.steps import CycleResult
 from gembatch.remote.client import Gemini
 from gembatch.store.database import Store

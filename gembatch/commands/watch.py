@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 
 import click
 
 from gembatch.commands.support import AppContext, pass_app
 from gembatch.common import timeutil
+from gembatch.common.signals import sigterm_as_interrupt
 
 # The view, rich and the data layer are imported inside the command: every
 # command module is imported by `gembatch --help`, which needs none of them.
@@ -65,31 +63,6 @@ def watch(app: AppContext, interval: float) -> None:
     except KeyboardInterrupt:
         # Ending a read-only view is the normal way out, not an interruption.
         return
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the view as Ctrl+C does.
-
-    The same as ``gembatch.engine.session.sigterm_as_interrupt``, kept here
-    because that module loads the poll engine and with it google-genai, which a
-    read-only view must not pay for.
-    """
-
-    import signal
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 command = watch

@@ -8,15 +8,13 @@ screen (a :class:`Reporter`) and turns ``KeyboardInterrupt`` into exit 130.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from gembatch.common import states
 from gembatch.common.atomic import remove_orphan_temps
 from gembatch.common.locations import Locations
+from gembatch.common.signals import sigterm_as_interrupt
 from gembatch.engine.downloads import result_folders
 from gembatch.engine.poller import Poller, PollOptions, RunSummary
 from gembatch.engine.progress import Reporter
@@ -28,24 +26,6 @@ from gembatch.store import tracker
 from gembatch.store.database import Store
 
 RESUME_HINT = "interrupted: nothing was lost; run `gembatch poll` again to resume."
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """cron and service managers stop with SIGTERM: treat it like Ctrl+C."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def summary_text(store: Store, summary: RunSummary) -> str:
