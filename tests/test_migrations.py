@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from gembatch.common.locations import sqlite_url
 from gembatch.store.database import (
@@ -65,6 +66,10 @@ JOB_COLUMNS = {
     "cancel_requested_at",
     # 0003 (report): retry links
     "retry_of_job_id",
+    # 0006: embeddings, priority, webhooks
+    "kind",
+    "priority",
+    "webhook_url",
 }
 EVENT_COLUMNS = {"id", "job_id", "at", "kind", "old_state", "new_state", "message"}
 
@@ -378,3 +383,48 @@ def test_0005_adds_requests_and_drops_stale_figures(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgres_0005_adds_requests_and_drops_stale_figures(pg_schema_url: str) -> None:
     _check_0005_round_trip(pg_schema_url)
+
+
+# --- 0006: job kind, priority, webhook URL; the webhook_events table --------------------
+
+
+def _check_0006_round_trip(url: str) -> None:
+    engine = make_engine(url)
+    _job_at_0003(engine)
+    upgrade(engine, "0005")
+    upgrade(engine)
+    assert "webhook_events" in inspect(engine).get_table_names()
+    with engine.begin() as conn:
+        # A job from before embeddings existed is a generation job.
+        assert conn.execute(text("SELECT kind, priority FROM jobs")).one() == ("generate", None)
+        conn.execute(
+            text(
+                "INSERT INTO webhook_events (webhook_id, verified_by, received_at, job_id) "
+                "VALUES ('w1', 'hmac', CURRENT_TIMESTAMP, 1)"
+            )
+        )
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        # A replayed delivery id is refused by the database itself.
+        conn.execute(
+            text(
+                "INSERT INTO webhook_events (webhook_id, verified_by, received_at) "
+                "VALUES ('w1', 'jwt', CURRENT_TIMESTAMP)"
+            )
+        )
+    downgrade(engine, "0005")
+    assert "webhook_events" not in inspect(engine).get_table_names()
+    assert "kind" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM webhook_events")).scalar() == 0
+        assert conn.execute(text("SELECT kind FROM jobs")).scalar() == "generate"
+    engine.dispose()
+
+
+def test_0006_adds_kind_priority_and_webhook_events(tmp_path: Path) -> None:
+    _check_0006_round_trip(sqlite_url(tmp_path / "k.db"))
+
+
+@pytest.mark.postgres
+def test_postgres_0006_adds_kind_priority_and_webhook_events(pg_schema_url: str) -> None:
+    _check_0006_round_trip(pg_schema_url)

@@ -36,6 +36,13 @@ class JobView:
     cleaned_at: datetime | None = None
     last_polled_at: datetime | None = None
     added_at: datetime | None = None
+    kind: str = "generate"  # or "embed"
+    priority: int | None = None
+    # The API's batchStats as last read (None where it never said).
+    api_request_count: int | None = None
+    api_succeeded_count: int | None = None
+    api_failed_count: int | None = None
+    api_pending_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

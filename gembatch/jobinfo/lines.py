@@ -12,7 +12,8 @@ The canonical line (:func:`to_line`) is v0.3 with keys in a fixed order; a key
 whose value is unknown is *omitted*, never written as ``null`` (v0.2 already
 omitted ``end_time`` and ``dest`` until they existed, so readers cope with
 absence). After the v0.3 keys come the keys gembatch adds (``result_path``,
-``result_size``, ``result_sha256``, ``downloaded_at``, ``cleaned_at``), then
+``result_size``, ``result_sha256``, ``downloaded_at``, ``cleaned_at``, and ``kind``
+only for an embeddings job), then
 any unknown keys found on import, in their original order. Unknown keys inside
 ``batch`` and ``batch.dest`` are kept too (``extra_json["batch"]``), so nothing
 another tool wrote is dropped. Each value is checked against what its column
@@ -48,7 +49,16 @@ _WHITESPACE = re.compile(r"\s")
 
 # Keys this module understands. Everything else on a line is kept verbatim.
 _LEGACY_KEYS = ("job_name", "display_name", "created_at")
-_GEMBATCH_KEYS = ("result_path", "result_size", "result_sha256", "downloaded_at", "cleaned_at")
+_GEMBATCH_KEYS = (
+    "kind",
+    "result_path",
+    "result_size",
+    "result_sha256",
+    "downloaded_at",
+    "cleaned_at",
+)
+# A job's kind; lines written before embeddings batches existed are generation jobs.
+KINDS = ("generate", "embed")
 _TOP_KEYS = frozenset(
     ("input_file", "count", "uploaded_file_name", "batch", *_LEGACY_KEYS, *_GEMBATCH_KEYS)
 )
@@ -79,6 +89,7 @@ class JobRecord:
     result_sha256: str | None = None
     downloaded_at: datetime | None = None
     cleaned_at: datetime | None = None
+    kind: str = "generate"
     # Unknown keys, stored in Job.extra_json; {"batch": {...}} holds unknown keys
     # of the batch object ({"batch": {"dest": {...}}} those of dest).
     extra_json: dict[str, Any] | None = None
@@ -156,8 +167,18 @@ def parse_object(obj: Mapping[str, Any]) -> JobRecord:
         result_sha256=string_value(obj, "result_sha256", "result_sha256"),
         downloaded_at=time_value(obj, "downloaded_at", "downloaded_at"),
         cleaned_at=time_value(obj, "cleaned_at", "cleaned_at"),
+        kind=_kind(obj),
         extra_json=_extras(obj, batch, dest),
     )
+
+
+def _kind(obj: Mapping[str, Any]) -> str:
+    value = string_value(obj, "kind", "kind")
+    if value is None:
+        return "generate"
+    if value not in KINDS:
+        raise LineError(f'"kind" must be "generate" or "embed", got {value!r}')
+    return value
 
 
 def _batch_name(obj: Mapping[str, Any], batch: Mapping[str, Any]) -> str:
@@ -228,6 +249,9 @@ def to_object(record: JobRecord) -> dict[str, Any]:
     _put(out, "result_sha256", record.result_sha256)
     _put_time(out, "downloaded_at", record.downloaded_at)
     _put_time(out, "cleaned_at", record.cleaned_at)
+    if record.kind != "generate":
+        # Only embeddings say so: every other line stays as older tools wrote it.
+        out["kind"] = record.kind
     out.update(extra)
     return out
 

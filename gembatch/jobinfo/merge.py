@@ -28,10 +28,12 @@ _STATE_GROUP = ("state", "update_time", "end_time", "dest_file_name")
 # own record: a line seeds it for a new job but never overrides it, or a result
 # found missing and forgotten would be "restored" by the next merge.
 _LOCAL_PROGRESS = ("result_path", "result_size", "result_sha256", "downloaded_at", "cleaned_at")
+# A job's kind is fixed when it is created (by submit, or a first import).
+_FIXED = ("extra_json", "kind")
 _PLAIN_FIELDS = tuple(
     f
     for f in RECORD_FIELDS
-    if f not in _STATE_GROUP and f != "extra_json" and f not in _LOCAL_PROGRESS
+    if f not in _STATE_GROUP and f not in _FIXED and f not in _LOCAL_PROGRESS
 )
 
 

@@ -246,6 +246,12 @@ class Job(Base):
     retry_of_job_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL", name="fk_jobs_retry_of_job_id")
     )
+    # generate (models/*:batchGenerateContent) or embed (models/*:asyncBatchEmbedContent).
+    kind: Mapped[str] = mapped_column(String(16), default="generate", server_default="generate")
+    # The batch's priority as submitted (higher runs first); NULL = the API's default, 0.
+    priority: Mapped[int | None] = mapped_column(Count)
+    # The per-batch (dynamic) webhook URL given at submit, if any.
+    webhook_url: Mapped[str | None] = mapped_column(Text)
 
     events: Mapped[list[Event]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True
@@ -283,6 +289,31 @@ class Event(Base):
         Index("ix_events_job_id_at", "job_id", "at"),
         Index("ix_events_kind_at", "kind", "at"),
     )
+
+
+class WebhookEvent(Base):
+    """A verified webhook delivery ``gembatch listen`` accepted. ``webhook_id`` is
+    unique: a replayed delivery is refused by the insert itself, across processes."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # batch.succeeded, batch.failed, batch.expired, ...
+    event_type: Mapped[str | None] = mapped_column(String(64))
+    batch_name: Mapped[str | None] = mapped_column(String(255))
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL", name="fk_webhook_events_job_id")
+    )
+    # hmac (a project webhook's whsec_ secret) or jwt (a per-batch webhook, JWKS).
+    verified_by: Mapped[str] = mapped_column(String(16))
+    sent_at: Mapped[datetime | None]  # the webhook-timestamp header
+    received_at: Mapped[datetime]
+    # When the job was polled because of this event.
+    polled_at: Mapped[datetime | None]
+    payload_json: Mapped[dict[str, Any] | None]
+
+    __table_args__ = (Index("ix_webhook_events_job_id", "job_id"),)
 
 
 class JobStats(Base):

@@ -35,6 +35,12 @@ _COLUMNS = (
     Job.cleaned_at,
     Job.last_polled_at,
     Job.added_at,
+    Job.kind,
+    Job.priority,
+    Job.api_request_count,
+    Job.api_succeeded_count,
+    Job.api_failed_count,
+    Job.api_pending_count,
 )
 
 
