@@ -103,8 +103,9 @@ def poll(
         ctx.exit(EXIT_INTERRUPTED)
     finally:
         gemini.close()
-    if summary.given_up or (once and summary.errors):
-        # Something the user must look at: `gembatch status` shows each job's error.
+    if summary.given_up or (once and (summary.errors or summary.all_failed)):
+        # Something the user must look at: `gembatch status` shows each job's error,
+        # and a batch that "succeeded" with every request failed is a failure too.
         ctx.exit(1)
 
 

@@ -61,6 +61,14 @@ class CliSubmitReporter:
             yield lambda done: progress.update(task, completed=done)
 
 
+def _check_webhook_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="'--webhook-url'")
+
+
 def _model_default() -> dict[str, Any]:
     from gembatch.engine.units import DEFAULT_MODEL, MODEL_ENV
 
@@ -109,6 +117,26 @@ def _max_bytes_default() -> dict[str, Any]:
     hidden=True,
     help="Largest input file the API accepts (for tests).",
 )
+@click.option(
+    "--embed",
+    is_flag=True,
+    help='Embeddings batches (asyncBatchEmbedContent): each request holds one "content"; '
+    "the model defaults to $GEMBATCH_EMBED_MODEL or gemini-embedding-001.",
+)
+@click.option(
+    "--priority",
+    type=click.IntRange(-(2**63), 2**63 - 1),
+    default=None,
+    metavar="N",
+    help="Batch priority: higher runs first, may be negative [API default: 0].",
+)
+@click.option(
+    "--webhook-url",
+    default=None,
+    metavar="URL",
+    help="Have the API post this batch's events (batch.succeeded, ...) to URL "
+    "(see `gembatch listen`).",
+)
 @base_url_option
 @retries_option(
     "Extra attempts on 429/5xx (a create is retried only after checking it made nothing)."
@@ -123,6 +151,9 @@ def submit(
     split: bool,
     inline: bool,
     max_bytes: int,
+    embed: bool,
+    priority: int | None,
+    webhook_url: str | None,
     base_url: str | None,
     retries: int,
 ) -> None:
@@ -137,8 +168,17 @@ def submit(
     from gembatch.engine.units import DUPLICATE, UNDONE, SubmitOptions
 
     ctx = click.get_current_context()
+    if embed and ctx.get_parameter_source("model") is click.core.ParameterSource.DEFAULT:
+        from gembatch.engine.units import DEFAULT_EMBED_MODEL, EMBED_MODEL_ENV
+
+        model = os.environ.get(EMBED_MODEL_ENV) or DEFAULT_EMBED_MODEL
+    if webhook_url is not None:
+        _check_webhook_url(webhook_url)
     options = SubmitOptions(
         model=model,
+        kind="embed" if embed else "generate",
+        priority=priority,
+        webhook_url=webhook_url,
         display_name=display_name,
         force=force,
         split=split,

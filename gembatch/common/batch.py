@@ -37,8 +37,31 @@ class RemoteBatch:
         return states.is_terminal(self.state)
 
 
+def all_requests_failed(total: int | None, succeeded: int | None, failed: int | None) -> bool:
+    """Whether the API's batchStats say no request of a batch succeeded and at
+    least one failed: a SUCCEEDED batch like that produced nothing usable, and is
+    shown and counted as a failure. Unknown counts (no batchStats) say nothing."""
+    if not failed or succeeded:
+        return False
+    return total is None or failed >= total
+
+
 @dataclass(frozen=True)
 class Download:
     path: Path
     size: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class CreateExtras:
+    """What a create sends beyond the model, the input and the display name."""
+
+    kind: str = "generate"  # or "embed": models/*:asyncBatchEmbedContent
+    priority: int | None = None  # int64, higher runs first; None = the API's default (0)
+    webhook_url: str | None = None  # a per-batch (dynamic) webhook
+    metadata: dict[str, str] | None = None  # the webhook's userMetadata
+
+    @property
+    def embed(self) -> bool:
+        return self.kind == "embed"

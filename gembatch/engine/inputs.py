@@ -62,7 +62,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def check_line(raw: bytes, keys: set[str]) -> str:
+def check_line(raw: bytes, keys: set[str], kind: str = "generate") -> str:
     """The problem with one input line, or the empty string when it is fine."""
     try:
         text = raw.decode("utf-8")
@@ -85,9 +85,32 @@ def check_line(raw: bytes, keys: set[str]) -> str:
         return 'missing "request"'
     if not isinstance(obj["request"], dict):
         return '"request" must be a JSON object'
+    problem = _check_request(obj["request"], kind)
+    if problem:
+        return problem
     if key in keys:
         return f'duplicate key "{key[:80]}"'
     keys.add(key)
+    return ""
+
+
+def _check_request(request: dict[str, Any], kind: str) -> str:
+    """The one shape check that tells the two kinds apart: an embeddings request
+    (EmbedContentRequest) holds one ``content``, a generation request ``contents``."""
+    if kind == "embed":
+        content = request.get("content")
+        if content is None:
+            if "contents" in request:
+                return '"request" has "contents": an embeddings request takes one "content"'
+            return 'missing "request.content" (the text to embed)'
+        if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
+            return '"request.content" must be an object with a "parts" list'
+        return ""
+    if "contents" not in request and isinstance(request.get("content"), dict):
+        return (
+            '"request" has "content" but no "contents": this looks like an embeddings '
+            "request (submit it with --embed)"
+        )
     return ""
 
 
@@ -97,7 +120,9 @@ def _lines(path: Path) -> Iterator[bytes]:
         yield from handle
 
 
-def validate(path: Path, shown: str, *, max_bytes: int | None = None) -> InputFile:
+def validate(
+    path: Path, shown: str, *, max_bytes: int | None = None, kind: str = "generate"
+) -> InputFile:
     """Check every line of ``path``; with ``max_bytes``, also plan the parts it splits into.
 
     Raises :class:`InputProblem` listing up to :data:`MAX_ERRORS_SHOWN` bad lines.
@@ -118,7 +143,7 @@ def validate(path: Path, shown: str, *, max_bytes: int | None = None) -> InputFi
     part_start, part_count = 0, 0
     for number, raw in enumerate(_lines(path), start=1):
         digest.update(raw)
-        problem = check_line(raw.rstrip(b"\r\n"), keys)
+        problem = check_line(raw.rstrip(b"\r\n"), keys, kind)
         if problem:
             bad += 1
             if len(problems) < MAX_ERRORS_SHOWN:

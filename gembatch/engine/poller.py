@@ -360,6 +360,7 @@ class RunSummary:
     downloads: int = 0
     cleanups: int = 0
     errors: int = 0
+    all_failed: int = 0
     remaining: int = 0
     given_up: list[int] = field(default_factory=list)
 
@@ -369,3 +370,4 @@ class RunSummary:
         self.downloads += result.downloads
         self.cleanups += result.cleanups
         self.errors += result.errors
+        self.all_failed += result.all_failed

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gembatch.common import states
-from gembatch.common.batch import Download, RemoteBatch
+from gembatch.common.batch import Download, RemoteBatch, all_requests_failed
 from gembatch.common.locations import Locations
 from gembatch.common.work import WorkItem
 from gembatch.engine.cleanup import input_needed_by
@@ -52,6 +52,8 @@ class CycleResult:
     downloads: int = 0
     cleanups: int = 0
     errors: int = 0
+    # Jobs that became SUCCEEDED with every request failed (a failure in all but name).
+    all_failed: int = 0
     skipped_busy: int = 0
     imported: int = 0
     exported: bool = False
@@ -150,11 +152,20 @@ class JobSteps:
         change = tracker.apply_remote(self.store, item.id, remote, owner=self.owner)
         fresh = change.item
         if change.changed:
+            failed_all = change.new == states.SUCCEEDED and all_requests_failed(
+                remote.request_count, remote.succeeded_count, remote.failed_count
+            )
             with self._lock:
                 result.state_changes += 1
                 if states.is_terminal(change.new):
                     result.newly_terminal += 1
+                result.all_failed += failed_all
             self.reporter.state_changed(fresh, change.old, change.new)
+            if failed_all:
+                self.reporter.note(
+                    f"{item.input_file}: the batch succeeded, but all "
+                    f"{remote.failed_count} of its requests failed"
+                )
         return fresh, remote
 
     def _step_download(

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from gembatch.common import states
-from gembatch.common.batch import RemoteBatch
+from gembatch.common.batch import CreateExtras, RemoteBatch
 from gembatch.common.locations import Locations
 from gembatch.common.timeutil import now as utcnow
 from gembatch.engine.heartbeat import Heartbeat
@@ -179,6 +179,9 @@ class Submitter:
             model=self.model,
             owner=self.owner,
             force=self.options.force,
+            kind=self.options.kind,
+            priority=self.options.priority,
+            webhook_url=self.options.webhook_url,
         )
         if isinstance(recorded, EarlierSubmit):
             return Outcome(unit.shown, "skipped", _skip_message(recorded), recorded.id)
@@ -220,7 +223,7 @@ class Submitter:
                 message = "another gembatch submit took this input over; not created here"
                 return Outcome(unit.shown, FAILED, message, job_id)
             try:
-                remote = self._create_call(unit, display_name, uploaded)
+                remote = self._create_call(job_id, unit, display_name, uploaded)
             except RemoteError as exc:
                 error = exc
             else:
@@ -258,12 +261,26 @@ class Submitter:
                 return self.give_up(job_id, unit.shown, f"create failed: {error}", uploaded)
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
-    def _create_call(self, unit: Unit, display_name: str, uploaded: str | None) -> RemoteBatch:
+    def _create_call(
+        self, job_id: int, unit: Unit, display_name: str, uploaded: str | None
+    ) -> RemoteBatch:
+        extras = CreateExtras(
+            kind=self.options.kind,
+            priority=self.options.priority,
+            webhook_url=self.options.webhook_url,
+            # Lets a webhook event name the job even before the batch name is stored.
+            metadata={"gembatch_job_id": str(job_id)} if self.options.webhook_url else None,
+        )
         if uploaded is None:
             return self.gemini.create_inline_batch(
-                model=self.model, requests=read_inline(unit.path), display_name=display_name
+                model=self.model,
+                requests=read_inline(unit.path),
+                display_name=display_name,
+                extras=extras,
             )
-        return self.gemini.create_batch(model=self.model, src=uploaded, display_name=display_name)
+        return self.gemini.create_batch(
+            model=self.model, src=uploaded, display_name=display_name, extras=extras
+        )
 
     # ----------------------------------------------------------------- reconciling
 

@@ -30,6 +30,9 @@ from gembatch.store.submits import FAILED
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 MODEL_ENV = "GEMBATCH_MODEL"
+# Embeddings batches (``submit --embed``) take their own model.
+DEFAULT_EMBED_MODEL = "gemini-embedding-001"
+EMBED_MODEL_ENV = "GEMBATCH_EMBED_MODEL"
 LIST_PAGE_SIZE = 100
 DISPLAY_NAME_MAX = 128
 CREATE_ATTEMPTS = 5
@@ -55,6 +58,12 @@ class SubmitOptions:
     create_attempts: int = CREATE_ATTEMPTS
     page_size: int = LIST_PAGE_SIZE
     listing_lag: timedelta = LISTING_LAG
+    # generate (batchGenerateContent) or embed (asyncBatchEmbedContent).
+    kind: str = "generate"
+    # The batch's priority (int64, higher runs first); None = leave it to the API (0).
+    priority: int | None = None
+    # A per-batch (dynamic) webhook: the API posts batch.* events to this URL.
+    webhook_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,7 @@ def prepare(
             continue
         seen.add(key)
         try:
-            source = validate(path, shown, max_bytes=limit)
+            source = validate(path, shown, max_bytes=limit, kind=options.kind)
         except InputProblem as exc:
             problems.append(str(exc))
             continue

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,8 +37,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from gembatch.common.batch import Download, RemoteBatch
-from gembatch.remote import config
+from gembatch.common.batch import CreateExtras, Download, RemoteBatch
+from gembatch.remote import config, creates
 from gembatch.remote.errors import TRANSPORT_ERRORS, Interrupted, NotFound, RemoteError
 from gembatch.remote.retry import RetryPolicy, Throttle, retry_after
 from gembatch.remote.transfer import DiskSink, ProgressFile
@@ -174,16 +175,36 @@ class Gemini:
         self,
         *,
         model: str,
-        src: str | list[dict[str, Any]],
+        src: str,
         display_name: str | None = None,
+        extras: CreateExtras | None = None,
     ) -> RemoteBatch:
-        """Create a batch. Never retried: a create that reached the server but
-        was answered with an error has made a batch, and a blind retry would
-        make a second one. The caller reconciles (by display name) instead."""
-        config = {"display_name": display_name} if display_name else None
+        """Create a batch from an uploaded file (``files/...``): a generation batch
+        through ``batches.create``, an embeddings batch through
+        ``batches.create_embeddings``. Never retried: a create that reached the
+        server but was answered with an error has made a batch, and a blind retry
+        would make a second one. The caller reconciles (by display name) instead."""
+        extras = extras or CreateExtras()
+        config: dict[str, Any] = {}
+        if display_name:
+            config["display_name"] = display_name
+        extra = creates.extra_batch_fields(extras)
+        if extra:
+            config["http_options"] = {"extra_body": {"batch": extra}}
 
         def create() -> RemoteBatch:
-            job = self._client.batches.create(model=model, src=src, config=config)  # type: ignore[arg-type]
+            batches = self._client.batches
+            if extras.embed:
+                with warnings.catch_warnings():
+                    # create_embeddings is marked experimental in the SDK.
+                    warnings.simplefilter("ignore")
+                    job = batches.create_embeddings(
+                        model=model,
+                        src={"file_name": src},
+                        config=config or None,  # type: ignore[arg-type]
+                    )
+            else:
+                job = batches.create(model=model, src=src, config=config or None)  # type: ignore[arg-type]
             return from_sdk_job(job)
 
         return self._call("batches.create", create, retry=False)
@@ -194,6 +215,7 @@ class Gemini:
         model: str,
         requests: list[dict[str, Any]],
         display_name: str | None = None,
+        extras: CreateExtras | None = None,
     ) -> RemoteBatch:
         """Create a batch whose requests travel in the call (``[{"key", "request"}]``).
 
@@ -202,25 +224,12 @@ class Gemini:
         input file, in either field case, as a file-based batch would read it.
         Never retried, like :meth:`create_batch`.
         """
-        path = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
-        batch: dict[str, Any] = {
-            "inputConfig": {
-                "requests": {
-                    "requests": [
-                        {"request": item["request"], "metadata": {"key": str(item["key"])}}
-                        for item in requests
-                    ]
-                }
-            }
-        }
-        if display_name:
-            batch["displayName"] = display_name
-        body = {"batch": batch}
+        extras = extras or CreateExtras()
+        body = creates.inline_body(requests, display_name, extras)
+        path = creates.create_path(model, extras.kind)
 
         def create() -> RemoteBatch:
-            response = self._client._api_client.request(
-                "post", f"{path}:batchGenerateContent", body, None
-            )
+            response = self._client._api_client.request("post", path, body, None)
             return parse_operation(json.loads(response.body) if response.body else {})
 
         return self._call("batches.create", create, retry=False)

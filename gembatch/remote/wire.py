@@ -48,14 +48,20 @@ def _error_text(error: Any) -> str | None:
     return f"{message} (code {code})" if code is not None else str(message)
 
 
+_INLINE_KEYS = ("inlinedResponses", "inlinedEmbedContentResponses")
+
+
 def _inlined(output: dict[str, Any]) -> list[dict[str, Any]] | None:
     """``None`` when the answer carries no inline payload (a listing may leave it
     out), ``[]`` only when it carries one that is empty: proto3 JSON omits an empty
     repeated field, so ``{"inlinedResponses": {}}`` is present and empty. Callers
     must never take the first for the second, or results are written empty."""
-    if "inlinedResponses" not in output:
+    # An embeddings batch answers under its own key, with the same nesting
+    # (SDK batches.py ``_BatchJobDestination_from_mldev``).
+    outer = next((k for k in _INLINE_KEYS if k in output), None)
+    if outer is None:
         return None
-    inlined = output["inlinedResponses"]
+    inlined = output[outer]
     if isinstance(inlined, dict):
         if "inlinedResponses" not in inlined:
             return []

@@ -92,6 +92,9 @@ def record_intent(
     model: str,
     owner: str,
     force: bool,
+    kind: str = "generate",
+    priority: int | None = None,
+    webhook_url: str | None = None,
 ) -> Intent | EarlierSubmit:
     """Skip an input already submitted, or record the intent; both in one transaction
     so two submits of the same file cannot both go ahead."""
@@ -127,6 +130,9 @@ def record_intent(
             lease_owner=owner,
             lease_expires_at=now + INTENT_TTL,
             added_at=now,
+            kind=kind,
+            priority=priority,
+            webhook_url=webhook_url,
         )
         session.add(job)
         session.flush()
