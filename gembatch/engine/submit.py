@@ -36,7 +36,6 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from gembatch.common import states
 from gembatch.common.batch import CreateExtras, RemoteBatch
 from gembatch.common.locations import Locations
 from gembatch.common.timeutil import now as utcnow
@@ -59,13 +58,14 @@ from gembatch.engine.units import (
     make_display_name,
     normalize_model,
     prepare,
+    skip_message,
 )
 from gembatch.jobinfo.exporter import export_jobinfo
 from gembatch.remote.client import Gemini
 from gembatch.remote.errors import Interrupted, NotFound, RemoteError
 from gembatch.store import leases, strays, submits, tracker
 from gembatch.store.database import Store
-from gembatch.store.submits import FAILED, INTENT_TTL, PENDING, SUBMITTED, EarlierSubmit
+from gembatch.store.submits import FAILED, INTENT_TTL, SUBMITTED, EarlierSubmit
 from gembatch.store.tracker import JobBusy
 
 _RENEW_EVERY_S = 60.0
@@ -184,7 +184,7 @@ class Submitter:
             webhook_url=self.options.webhook_url,
         )
         if isinstance(recorded, EarlierSubmit):
-            return Outcome(unit.shown, "skipped", _skip_message(recorded), recorded.id)
+            return Outcome(unit.shown, "skipped", skip_message(recorded), recorded.id)
         job_id, note = recorded.job_id, recorded.note
         if note:
             self.reporter.line(f"{unit.shown}: submitting again{note}")
@@ -372,22 +372,6 @@ class Submitter:
     def export_now(self) -> None:
         export_jobinfo(self.store, self.locations.job_info, base_dir=self.locations.base_dir)
         self.export_due = False
-
-
-def _skip_message(job: EarlierSubmit) -> str:
-    if job.submit_state == PENDING:
-        return (
-            f"skipped: being submitted right now (job {job.id}) or left unsettled by an "
-            "earlier run; `gembatch submit` settles it once that run is gone"
-        )
-    where = job.batch_name or f"job {job.id}"
-    state = states.short(job.state)
-    if job.input_sha256 is None:
-        return (
-            f"skipped: already tracked as {where} ({state}; imported, content not compared); "
-            "--force submits it again"
-        )
-    return f"skipped: already submitted as {where} ({state}); --force submits it again"
 
 
 def submit_files(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from gembatch.common import states
 from gembatch.common.errors import BadInput
 from gembatch.common.locations import Locations
 from gembatch.engine.inputs import (
@@ -26,7 +27,7 @@ from gembatch.engine.inputs import (
     plan_parts,
     validate,
 )
-from gembatch.store.submits import FAILED
+from gembatch.store.submits import FAILED, PENDING, EarlierSubmit
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 MODEL_ENV = "GEMBATCH_MODEL"
@@ -199,3 +200,19 @@ def prepare(
     if problems:
         raise BadInput("\n".join(problems))
     return units
+
+
+def skip_message(job: EarlierSubmit) -> str:
+    if job.submit_state == PENDING:
+        return (
+            f"skipped: being submitted right now (job {job.id}) or left unsettled by an "
+            "earlier run; `gembatch submit` settles it once that run is gone"
+        )
+    where = job.batch_name or f"job {job.id}"
+    state = states.short(job.state)
+    if job.input_sha256 is None:
+        return (
+            f"skipped: already tracked as {where} ({state}; imported, content not compared); "
+            "--force submits it again"
+        )
+    return f"skipped: already submitted as {where} ({state}); --force submits it again"
