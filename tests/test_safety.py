@@ -313,7 +313,10 @@ def test_inline_results_missing_from_an_answer_are_never_written_empty(
     saved = omit_inline_payload(emulator, made.batch_name)
     if payload == "empty":
         emulator.store.get_batch(made.batch_name).inlined = []
-    result = poll(emulator, "--retries", "0", "--max-errors", "2", run_cli=run_cli)
+    # No grace: each answer without results is an error at once (the wait is below).
+    result = poll(
+        emulator, "--retries", "0", "--max-errors", "2", "--results-grace", "0", run_cli=run_cli
+    )
     assert result.exit_code == 1, result.output
     assert made.batch_name in emulator.batch_names()
     assert not result_file.exists()
@@ -324,6 +327,30 @@ def test_inline_results_missing_from_an_answer_are_never_written_empty(
     again = poll(emulator, run_cli=run_cli)
     assert again.exit_code == 0, again.output
     assert result_file.read_bytes() == expected
+    assert made.batch_name not in emulator.batch_names()
+
+
+def test_results_not_named_yet_are_waited_for_not_errors(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    """The service may say SUCCEEDED before it names the output: poll keeps asking,
+    records no error, gives nothing up and deletes nothing; the results land once named."""
+    (made,) = make_jobs(emulator, workdir, 1, inline=True)
+    emulator.finish_all()
+    saved = omit_inline_payload(emulator, made.batch_name)
+    for _ in range(3):
+        result = poll(emulator, "--once", "--max-errors", "1", run_cli=run_cli)
+        assert result.exit_code == 0, result.output
+        assert made.batch_name in emulator.batch_names()
+        (row,) = rows(workdir)
+        assert row.downloaded_at is None and row.cleaned_at is None
+        assert row.last_error is None and row.error_count == 0
+    assert "asking again every cycle" in result.output
+    emulator.store.get_batch(made.batch_name).inlined = saved
+    again = poll(emulator, run_cli=run_cli)
+    assert again.exit_code == 0, again.output
+    (row,) = rows(workdir)
+    assert row.downloaded_at is not None and row.cleaned_at is not None
     assert made.batch_name not in emulator.batch_names()
 
 

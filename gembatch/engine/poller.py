@@ -54,6 +54,9 @@ class PollOptions:
     # In one run, a job that failed this many times in a row is left for the
     # next run so the loop can end; it stays recorded with its error.
     max_errors: int = 5
+    # A SUCCEEDED batch whose results the API does not name yet is waited for this
+    # long (from when this run first saw it) before each such answer is an error.
+    results_grace_s: float = 1800.0
 
 
 # Unchanged jobs written per transaction: the listing is not held whole in memory.
@@ -98,6 +101,7 @@ class Poller:
             self.reporter,
             keep_remote=self.options.keep_remote,
             max_errors=self.options.max_errors,
+            results_grace_s=self.options.results_grace_s,
         )
         # The steps write under this poller's leases and can see which were lost.
         self.steps.owner = self.owner

@@ -14,6 +14,7 @@ of a later one.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ from gembatch.engine.downloads import (
 )
 from gembatch.engine.progress import Reporter
 from gembatch.remote.client import Gemini
-from gembatch.remote.errors import Interrupted, NotFound, RemoteError
+from gembatch.remote.errors import Interrupted, NotFound, RemoteError, ResultsNotReady
 from gembatch.remote.wire import inline_results_jsonl
 from gembatch.store import tracker
 from gembatch.store.database import Store
@@ -54,6 +55,8 @@ class CycleResult:
     errors: int = 0
     # Jobs that became SUCCEEDED with every request failed (a failure in all but name).
     all_failed: int = 0
+    # SUCCEEDED jobs whose results the API does not name yet (asked again next cycle).
+    waiting: int = 0
     skipped_busy: int = 0
     imported: int = 0
     exported: bool = False
@@ -75,6 +78,7 @@ class JobSteps:
         *,
         keep_remote: bool,
         max_errors: int | None = None,
+        results_grace_s: float = 1800.0,
     ) -> None:
         self.store = store
         self.gemini = gemini
@@ -90,6 +94,9 @@ class JobSteps:
         # and a job whose lease the heartbeat found lost is left alone between steps.
         self.owner: str | None = None
         self.lost: set[int] = set()
+        # Jobs whose results the API did not name yet: since when (monotonic) in this run.
+        self.results_grace_s = results_grace_s
+        self.waiting_since: dict[int, float] = {}
         self._lock = threading.Lock()
 
     def advance(self, item: WorkItem, listed: RemoteBatch | None, result: CycleResult) -> None:
@@ -112,6 +119,9 @@ class JobSteps:
         except tracker.LeaseLost:
             # Another poller has the job now: no error of ours to record.
             raise
+        except ResultsNotReady as exc:
+            if not self._waiting(item, str(exc), result):
+                self._fail(item, f"{exc} (waited {self.results_grace_s:.0f}s)", result)
         except (RemoteError, OSError) as exc:
             self._fail(item, str(exc), result)
         except Exception as exc:
@@ -121,6 +131,21 @@ class JobSteps:
                 self.run_errors.pop(item.id, None)
         finally:
             self.reporter.checking(item.id, False)
+
+    def _waiting(self, item: WorkItem, message: str, result: CycleResult) -> bool:
+        """Results the API has not made available yet: asked again next cycle, and
+        not counted towards giving up while the grace lasts (said once per run).
+        False once it is over: from then on each such answer is an error."""
+        now = time.monotonic()
+        with self._lock:
+            first = item.id not in self.waiting_since
+            since = self.waiting_since.setdefault(item.id, now)
+            if now - since > self.results_grace_s:
+                return False
+            result.waiting += 1
+        if first:
+            self.reporter.note(f"{item.input_file}: {message}; asking again every cycle")
+        return True
 
     def _fail(self, item: WorkItem, message: str, result: CycleResult) -> None:
         with self._lock:
@@ -193,7 +218,7 @@ class JobSteps:
             note = f"{download.size} bytes to {download.path}"
         elif item.state == states.SUCCEEDED:
             # Results exist somewhere; deleting now would lose them. Ask again next cycle.
-            raise RemoteError(f"{item.batch_name}: succeeded, but the API names no results yet")
+            raise ResultsNotReady(f"{item.batch_name}: succeeded, but the API names no results yet")
         else:
             return self._no_output(item, "no output"), False
         fresh = tracker.record_download(
@@ -241,7 +266,7 @@ class JobSteps:
             # A succeeded batch answers every request; an answer without them was
             # read short (a listing, a trimmed reply). Written, it would look complete.
             shown = "no" if responses is None else "empty"
-            raise RemoteError(
+            raise ResultsNotReady(
                 f"{item.batch_name}: succeeded, but the API's answer carried {shown} "
                 "inline results; reading it again next cycle"
             )

@@ -23,6 +23,14 @@ class NotFound(RemoteError):
     """The remote object does not exist (404)."""
 
 
+class ResultsNotReady(RemoteError):
+    """The API says a batch succeeded but does not name (or carry) its results yet.
+
+    The service is known to report SUCCEEDED a little before the output exists.
+    Not an error of the job: it is asked again next cycle, never given up on,
+    and nothing is deleted meanwhile."""
+
+
 class Interrupted(Exception):
     """A long transfer stopped because the caller asked it to (Ctrl+C)."""
 
