@@ -18,7 +18,7 @@ def test_demo_runs_end_to_end(workdir: Path, run_cli) -> None:
     result = run_cli("demo", "--dir", str(target), "--fast")
     assert result.exit_code == 0, result.output
     inputs = sorted((target / "batch").glob("*.jsonl"))
-    assert len(inputs) == 8
+    assert len(inputs) == 9
     assert all(10 <= len(p.read_text().splitlines()) <= 50 for p in inputs)
 
     store = open_store(sqlite_url(target / "gembatch.db"))
@@ -31,7 +31,16 @@ def test_demo_runs_end_to_end(workdir: Path, run_cli) -> None:
     assert rows["08-long-essays.jsonl"].state == states.CANCELLED
     assert rows["08-long-essays.jsonl"].cancel_requested_at is not None
     succeeded = [name for name, job in rows.items() if job.state == states.SUCCEEDED]
-    assert len(succeeded) == 6
+    assert len(succeeded) == 7
+    # One embeddings job, through create_embeddings, with its vectors on disk.
+    embed = rows["09-embeddings.jsonl"]
+    assert embed.kind == "embed" and embed.model == "models/gemini-embedding-001"
+    vectors = [
+        json.loads(line)
+        for line in (target / "batch" / "results" / "09-embeddings.jsonl").read_text().splitlines()
+    ]
+    assert len(vectors) == 24
+    assert all(len(v["response"]["embedding"]["values"]) == 256 for v in vectors)
     results = target / "batch" / "results"
     assert sorted(p.name for p in results.glob("*.jsonl")) == sorted(succeeded)
     summaries = [
@@ -44,10 +53,11 @@ def test_demo_runs_end_to_end(workdir: Path, run_cli) -> None:
     )
     assert all(job.cleaned_at is not None for job in rows.values())
     # job-info.jsonl, the report, and the way to the real API.
-    assert len((target / "job-info.jsonl").read_text().splitlines()) == 8
+    assert len((target / "job-info.jsonl").read_text().splitlines()) == 9
     assert "4. gembatch report" in result.output
     assert "export GEMINI_API_KEY=" in result.output
-    assert "gembatch submit batch/*.jsonl" in result.output
+    assert "gembatch submit batch/0[1-8]*.jsonl" in result.output
+    assert "gembatch submit --embed batch/09-embeddings.jsonl" in result.output
 
     # A second run reuses its own directory.
     again = run_cli("demo", "--dir", str(target), "--fast")

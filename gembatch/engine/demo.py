@@ -1,10 +1,10 @@
 """``demo``: the whole tool end to end, in one command, with no API key and no network.
 
-It starts the emulator in this process, writes a small workspace (eight
-input files under ``DIR/batch/``), and then runs the very code paths the real
-commands run: submit, the live poll (jobs finish at staggered times; one
-fails, one is cancelled through ``cancel``, one has per-request errors), and
-the report. Only the endpoint and the key differ from a real run.
+It starts the emulator in this process, writes a small workspace (nine
+input files under ``DIR/batch/``, one of them an embeddings batch), and then
+runs the very code paths the real commands run: submit, the live poll (jobs
+finish at staggered times, each with its progress; one fails, one is cancelled
+through ``cancel``, one has per-request errors), and the report. Only the endpoint and the key differ from a real run.
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ _INPUTS: list[tuple[str, int, str]] = [
     ("07-code-review.jsonl", 40, "Review code snippet {n}: `def f(x): return x*{n}`."),
     (CANCELLED, 50, "Write a 2,000-word essay on topic {n} of the history of science."),
 ]
+# One embeddings batch (``submit --embed``): each line holds one "content" to embed.
+EMBEDDINGS = "09-embeddings.jsonl"
+EMBED_MODEL = "gemini-embedding-001"
+_EMBED_COUNT = 24
+_EMBED_TEXT = "Product description {n}: a small, sturdy, water-resistant backpack."
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,26 @@ def write_inputs(directory: Path) -> list[Path]:
             handle.write("\n".join(lines) + "\n")
         written.append(path)
     return written
+
+
+def write_embed_input(directory: Path) -> Path:
+    """The embeddings input: ``{"key", "request": {"content", "outputDimensionality"}}``."""
+    path = directory / "batch" / EMBEDDINGS
+    lines = [
+        json.dumps(
+            {
+                "key": f"{Path(EMBEDDINGS).stem}-{n:03d}",
+                "request": {
+                    "content": {"parts": [{"text": _EMBED_TEXT.format(n=n)}]},
+                    "outputDimensionality": 256,
+                },
+            }
+        )
+        for n in range(1, _EMBED_COUNT + 1)
+    ]
+    with atomic_writer(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
 
 
 def emulator_for(schedule: Schedule) -> Emulator:
@@ -211,11 +236,15 @@ def run_demo(
         job_info=directory / DEFAULT_JOB_INFO, db_url=sqlite_url(directory / DEFAULT_DB_NAME)
     )
     inputs = write_inputs(directory)
-    requests = sum(count for _, count, _ in _INPUTS)
+    embed_input = write_embed_input(directory)
+    requests = sum(count for _, count, _ in _INPUTS) + _EMBED_COUNT
     say("gembatch demo: the real commands against a local emulator of the Gemini Batch API")
     say("(no API key, no network; nothing leaves this machine)")
     say("")
-    say(f"1. wrote {len(inputs)} input files with {requests} requests under {directory / 'batch'}")
+    say(
+        f"1. wrote {len(inputs) + 1} input files with {requests} requests under "
+        f"{directory / 'batch'} (one of them for embeddings)"
+    )
 
     emulator = emulator_for(schedule).start()
     store = open_store(locations.db_url)
@@ -226,10 +255,17 @@ def run_demo(
     )
     timer: threading.Timer | None = None
     try:
-        say("2. gembatch submit batch/*.jsonl")
+        say("2. gembatch submit batch/0[1-8]*.jsonl")
         options = SubmitOptions(model=MODEL)
         files = [(path, str(path.relative_to(directory))) for path in inputs]
         submitted = submit_files(store, gemini, locations, files, options, _Printer(out))
+        say(f"   gembatch submit --embed batch/{EMBEDDINGS}")
+        embed = SubmitOptions(model=EMBED_MODEL, kind="embed")
+        shown = str(embed_input.relative_to(directory))
+        embedded = submit_files(
+            store, gemini, locations, [(embed_input, shown)], embed, _Printer(out)
+        )
+        submitted.outcomes.extend(embedded.outcomes)
         job = created_job_for_input(store, f"batch/{CANCELLED}")
         if job is not None:
             # Held running until the cancel below, so the story is the same on any machine.
@@ -263,7 +299,8 @@ def run_demo(
     say("To run the same against the real Gemini API:")
     say("  export GEMINI_API_KEY=...        # https://aistudio.google.com/apikey")
     say(f"  cd {directory}")
-    say("  gembatch submit batch/*.jsonl    # real batches are billed (at the batch discount)")
+    say("  gembatch submit batch/0[1-8]*.jsonl   # real batches are billed (at the batch discount)")
+    say(f"  gembatch submit --embed batch/{EMBEDDINGS}")
     say("  gembatch poll")
     say("  gembatch report")
     return DemoResult(directory, submitted, summary, counts)
@@ -272,7 +309,7 @@ def run_demo(
 def expected_counts() -> dict[str, int]:
     """What a demo run ends with (for tests and for the final check)."""
     return {
-        states.SUCCEEDED: len(_INPUTS) - 2,
+        states.SUCCEEDED: len(_INPUTS) - 2 + 1,  # and the embeddings job
         states.FAILED: 1,
         states.CANCELLED: 1,
     }
