@@ -32,6 +32,7 @@ PARTS = (
     "report",
     "api",
     "emulator",
+    "listen",
     "commands",
 )
 MAY_IMPORT: dict[str, frozenset[str]] = {
@@ -45,6 +46,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # The Python API: what the commands run, as calls (never the click layer).
     "api": frozenset({"common", "store", "remote", "jobinfo", "engine", "report", "api"}),
     "emulator": frozenset({"emulator"}),
+    # The webhook receiver: it records events (store) and polls their jobs (engine).
+    "listen": frozenset({"common", "store", "remote", "engine", "jobinfo", "listen"}),
     "commands": frozenset(set(PARTS) - {"emulator", "api"}),
     # gembatch/__init__.py (which re-exports the Python API), __main__.py and cli.py.
     "": frozenset({"", "common", "commands", "api"}),
@@ -70,6 +73,7 @@ NEVER: dict[str, frozenset[str]] = {
     "report": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai", "click"}),
     "emulator": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai", "click", "rich"}),
     "api": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai", "click", "rich"}),
+    "listen": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai", "click", "rich"}),
     "commands": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai"}),
     "": frozenset({"sqlalchemy", "alembic", *DRIVERS, "google.genai", "rich"}),
 }

@@ -357,7 +357,7 @@ def test_docs_explain_every_table_and_column(db: Path) -> None:
         tables = describe_schema(store)
     finally:
         store.dispose()
-    assert {t.name for t in tables} == {"jobs", "events", "job_stats", "requests"}
+    assert {t.name for t in tables} == {"jobs", "events", "job_stats", "requests", "webhook_events"}
     for table in tables:
         section = text.split(f"## `{table.name}`", 1)[1].split("\n## ", 1)[0]
         for column in table.columns:
@@ -517,7 +517,7 @@ def test_postgres_reads_and_percent_signs(pg_store: Store, run_cli: RunCli) -> N
 @pytest.mark.postgres
 def test_postgres_schema(pg_store: Store) -> None:
     names = {t.name: [c.name for c in t.columns] for t in describe_schema(pg_store)}
-    assert set(names) == {"jobs", "events", "job_stats", "requests"}
+    assert set(names) == {"jobs", "events", "job_stats", "requests", "webhook_events"}
     assert "input_file" in names["jobs"]
 
 

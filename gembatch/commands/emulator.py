@@ -67,6 +67,35 @@ def _endpoints(text: str | None) -> tuple[str, ...] | None:
     show_default=True,
     help="Status for a missing file (the live service is reported to send 403).",
 )
+@click.option(
+    "--max-running",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most N batches RUNNING at once; the rest wait, highest priority first "
+    "[default: no limit].",
+)
+@click.option(
+    "--shuffle-inline", is_flag=True, help="Answer inline requests in a shuffled (seeded) order."
+)
+@click.option(
+    "--output-delay-s",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds a SUCCEEDED batch shows no output yet.",
+)
+@click.option(
+    "--long-file-ids",
+    is_flag=True,
+    help="files.get/delete refuse result file ids over 40 characters, as the live service does.",
+)
+@click.option(
+    "--batch-stats",
+    type=click.Choice(["strings", "numbers", "missing"]),
+    default="strings",
+    show_default=True,
+    help="batchStats counters as int64 strings, plain numbers, or left out.",
+)
 @click.option("--data-dir", default=None, help="Where to make the emulator's temporary folder.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr (never keys).")
 def emulator(
@@ -84,6 +113,11 @@ def emulator(
     rules: tuple[str, ...],
     seed: int,
     missing_file_status: str,
+    max_running: int | None,
+    shuffle_inline: bool,
+    output_delay_s: float,
+    long_file_ids: bool,
+    batch_stats: str,
     data_dir: str | None,
     verbose: bool,
 ) -> None:
@@ -111,6 +145,11 @@ def emulator(
             fault_codes=_ints(fault_codes),
             fault_endpoints=_endpoints(fault_endpoints),
             missing_file_status=int(missing_file_status),
+            max_running=max_running,
+            shuffle_inline=shuffle_inline,
+            output_delay_s=output_delay_s,
+            long_file_ids=long_file_ids,
+            batch_stats=batch_stats,
             data_dir=data_dir,
         )
         emu = Emulator(config)

@@ -4,8 +4,10 @@ Point any script at it with ``GOOGLE_GEMINI_BASE_URL=<base url>`` (and any API k
 ``HttpOptions(base_url=..., api_version="v1beta")``. It serves the Developer API batch
 endpoints under ``v1``, ``v1beta`` and ``v1alpha`` as the project's reference
 ``shared/docs/gemini-batch-protocol.md`` (beside the checkout) records them: resumable
-upload, files get/list/delete/download, batch create (file or inline), get, list,
-cancel, delete. It is a server: it never imports the SDK.
+upload, files get/list/delete/download, batch create (file or inline), embeddings batch
+create (``asyncBatchEmbedContent``, file or inline), get, list, cancel, delete. It is a
+server: it never imports the SDK. Its 2026 features and quirk switches, and how each wire
+fact is known, are in ``docs/emulator-2026.md``.
 
 Python::
 
@@ -20,21 +22,28 @@ Python::
         emu.faults.drop_download(after_bytes=1000)
         emu.faults.configure(rate=0.1, codes=(429, 503), latency_s=0.01)
         emu.count("batches.get", 200)     # what the server saw
+        emu.switches.set(max_running=1, shuffle_inline=True, output_delay_s=5,
+                         long_file_ids=True, batch_stats="numbers")
+        emu.status("batches/x")           # BatchStatus: state, end_ns, kind, webhook_config
 
 Module map: ``app`` (the Emulator handle), ``server`` (HTTP), ``api`` (endpoints),
 ``control`` (``/_emulator/...`` paths), ``store`` (the registry the endpoints use) over
 ``records`` (shared dictionaries, paging), ``files`` (uploads, file records), ``batches``
-(create, list, cancel, delete, forced states) and ``outcomes`` (planned endings, schedule,
-output, the Operation), ``state`` (records and the lifecycle), ``results`` (validation and
-generated results), ``faults``, ``stats``, ``wire`` (ids, timestamps, error shape),
-``testing`` (``running_emulator``).
+(create, list, cancel, delete, forced states), ``queue`` (capacity and priority) and
+``outcomes`` (planned endings, output, the Operation), ``state`` (records and the
+lifecycle), ``results`` (validation and generated results) with ``embeddings`` (embedding
+requests and answers), ``switches`` (capacity and quirks), ``faults``, ``stats``, ``wire``
+(ids, timestamps, error shape), ``testing`` (``running_emulator``).
 
 Lifecycle: PENDING for ``pending_s``, RUNNING for ``running_s`` (each plus a seeded
 U(0, ``jitter_s``)), then the outcome chosen at creation by the first matching
 :class:`OutcomeRule` (by display name, creation index or seeded fraction), else SUCCEEDED.
 State is computed from the clock on each read. A batch not done 48 h after creation
-EXPIRES. The output of a SUCCEEDED batch is written when it is first observed (or when
-``files.list`` runs), streamed line by line from the input.
+EXPIRES. With ``max_running`` set, a batch whose pending time is over waits for a slot; a
+freed slot goes to the highest ``batch.priority`` (int64, default 0, negatives allowed), the
+oldest first among equals; the start is fixed when the slot frees, replayed from the clock on
+the next read (no background thread). The output of a SUCCEEDED batch is written when it is
+first observed (or when ``files.list`` runs), streamed line by line from the input.
 
 Choices where the live service is unverified (protocol doc §9), made here deliberately:
 
@@ -69,6 +78,17 @@ Choices where the live service is unverified (protocol doc §9), made here delib
   final`` so the SDK raises at once; an injected fault on ``files.upload_data`` does not,
   so the SDK re-sends the chunk as it would after a transient failure.
 - Control paths (``/_emulator/...``, see ``control``) need no key and are not counted.
+- Embeddings batches: the Operation's ``@type`` is ``...v1main.EmbedContentBatch`` (the
+  response's ``...EmbedContentBatchOutput``); inline answers sit under
+  ``output.inlinedResponses.inlinedResponses`` as for generation, and the SDK moves them to
+  ``dest.inlined_embed_content_responses``. A request without ``content`` (or with an
+  ``outputDimensionality`` outside 1..3072) gets a per-request error, code 3. Values are
+  seeded by the text, 3072 by default, a prefix when fewer are asked for.
+- ``batch.priority`` is echoed in the metadata as an int64 string when not 0;
+  ``batch.webhookConfig`` is kept on the batch (``uris``, ``userMetadata``) but not echoed.
+- Quirk switches (off by default, see ``switches``): shuffled inline answers, output that
+  appears only ``output_delay_s`` after SUCCEEDED, files.get/delete refusing ids over 40
+  characters, ``batchStats`` as numbers or missing.
 """
 
 from __future__ import annotations
@@ -77,16 +97,20 @@ from gembatch.emulator.app import Emulator
 from gembatch.emulator.config import EmulatorConfig, OutcomeRule, parse_rule
 from gembatch.emulator.faults import ENDPOINTS, FaultInjector
 from gembatch.emulator.stats import RequestRecord, StatsSnapshot
+from gembatch.emulator.store import BatchStatus
+from gembatch.emulator.switches import Switches
 from gembatch.emulator.testing import running_emulator
 
 __all__ = [
     "ENDPOINTS",
+    "BatchStatus",
     "Emulator",
     "EmulatorConfig",
     "FaultInjector",
     "OutcomeRule",
     "RequestRecord",
     "StatsSnapshot",
+    "Switches",
     "parse_rule",
     "running_emulator",
 ]

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 
 from gembatch.emulator.config import EmulatorConfig
 from gembatch.emulator.store import Store
+from gembatch.emulator.switches import MAX_FILE_ID
 from gembatch.emulator.wire import ApiError, bad_request, dumps, not_found
 
 _V = r"(v1|v1beta|v1alpha)"
@@ -74,6 +75,8 @@ def _route(method: str, pattern: str, endpoint: str, handler: str) -> Route:
     return Route(method, re.compile(f"^{pattern}$"), endpoint, handler)
 
 
+# One entry per endpoint, matched in order; a new endpoint is one more line (and a handler
+# method of that name on Api, or on a subclass that the app installs).
 ROUTES = (
     _route("POST", rf"/upload/{_V}/files", "files.upload", "upload"),
     _route("GET", rf"/{_V}/files", "files.list", "files_list"),
@@ -86,10 +89,29 @@ ROUTES = (
         "batches.create",
         "batches_create",
     ),
+    _route(
+        "POST",
+        rf"/{_V}/((?:models|tunedModels)/[^/:]+):asyncBatchEmbedContent",
+        "batches.create_embeddings",
+        "batches_create_embeddings",
+    ),
     _route("GET", rf"/{_V}/batches", "batches.list", "batches_list"),
     _route("GET", rf"/{_V}/batches/{_ID}", "batches.get", "batches_get"),
     _route("POST", rf"/{_V}/batches/{_ID}:cancel", "batches.cancel", "batches_cancel"),
     _route("DELETE", rf"/{_V}/batches/{_ID}", "batches.delete", "batches_delete"),
+    # The WebhookService (handlers: gembatch.emulator.webhooks_api, installed by the app).
+    _route("GET", rf"/{_V}/webhooks", "webhooks.list", "webhooks_list"),
+    _route("POST", rf"/{_V}/webhooks", "webhooks.create", "webhooks_create"),
+    _route("POST", rf"/{_V}/webhooks/{_ID}:ping", "webhooks.ping", "webhooks_ping"),
+    _route(
+        "POST",
+        rf"/{_V}/webhooks/{_ID}:rotateSigningSecret",
+        "webhooks.rotate_signing_secret",
+        "webhooks_rotate",
+    ),
+    _route("GET", rf"/{_V}/webhooks/{_ID}", "webhooks.get", "webhooks_get"),
+    _route("PATCH", rf"/{_V}/webhooks/{_ID}", "webhooks.update", "webhooks_update"),
+    _route("DELETE", rf"/{_V}/webhooks/{_ID}", "webhooks.delete", "webhooks_delete"),
 )
 
 
@@ -171,7 +193,18 @@ class Api:
             headers={"X-Goog-Upload-Status": "final"},
         )
 
+    def _check_file_id(self, request: Request, call: str) -> None:
+        """With the ``long_file_ids`` switch, refuse ids over 40 characters as the live
+        service's files.get and files.delete do (python-genai issues #1613, #1759)."""
+        file_id = request.params[1].removeprefix("files/")
+        if self.store.switches.long_file_ids and len(file_id) > MAX_FILE_ID:
+            raise bad_request(
+                f"* {call}.name: File ID (name excluding 'files/') cannot be more than "
+                f"{MAX_FILE_ID} characters.\n"
+            )
+
     def files_get(self, request: Request) -> Response:
+        self._check_file_id(request, "GetFileRequest")
         record = self.store.get_file(request.params[1])
         return json_response(record.resource(request.public_url))
 
@@ -187,6 +220,7 @@ class Api:
         return json_response(body)
 
     def files_delete(self, request: Request) -> Response:
+        self._check_file_id(request, "DeleteFileRequest")
         self.store.delete_file(request.params[1])
         return json_response({})
 
@@ -208,6 +242,10 @@ class Api:
 
     def batches_create(self, request: Request) -> Response:
         record = self.store.create_batch(request.params[1], request.json())
+        return json_response(self.store.operation(record))
+
+    def batches_create_embeddings(self, request: Request) -> Response:
+        record = self.store.create_embeddings(request.params[1], request.json())
         return json_response(self.store.operation(record))
 
     def batches_get(self, request: Request) -> Response:

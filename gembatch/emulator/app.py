@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gembatch.emulator.api import Api
 from gembatch.emulator.config import EmulatorConfig, OutcomeRule
 from gembatch.emulator.faults import FaultInjector
+from gembatch.emulator.hooks import Hooks
 from gembatch.emulator.server import EmulatorHTTPServer
 from gembatch.emulator.state import Clock
 from gembatch.emulator.stats import RequestRecord, Stats, StatsSnapshot
-from gembatch.emulator.store import Store
+from gembatch.emulator.store import BatchStatus, Store
+from gembatch.emulator.switches import Switches
+from gembatch.emulator.webhooks_api import HooksApi
 
 
 @dataclass(frozen=True)
@@ -28,9 +30,13 @@ class CreatedBatch:
     model: str
     input_file: str | None  # "files/<id>" of a file batch, None for inline requests
     inline_requests: list[dict[str, Any]] | None
-    # The inline answers it served (None until it succeeded, and for file batches).
+    # The inline answers it served, in request order (None until it succeeded, and for file
+    # batches); with the shuffle_inline switch the wire carries them in another order.
     inlined: list[dict[str, Any]] | None
     deleted: bool
+    kind: str = "generate"  # or "embed"
+    priority: int = 0
+    webhook_config: dict[str, Any] | None = None
 
 
 class Emulator:
@@ -54,9 +60,17 @@ class Emulator:
             endpoints=cfg.fault_endpoints,
             latency_s=cfg.latency_s,
         )
+        self.switches = Switches(
+            max_running=cfg.max_running,
+            shuffle_inline=cfg.shuffle_inline,
+            output_delay_s=cfg.output_delay_s,
+            long_file_ids=cfg.long_file_ids,
+            batch_stats=cfg.batch_stats,
+        )
         self.root = Path(tempfile.mkdtemp(prefix="gembatch-emulator-", dir=cfg.data_dir))
-        self.store = Store(cfg, self.clock, self.root)
-        self.api = Api(self.store, cfg)
+        self.store = Store(cfg, self.clock, self.root, self.switches)
+        self.webhooks = Hooks(self.store)
+        self.api = HooksApi(self.store, cfg, self.webhooks)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._base_url = ""
@@ -84,10 +98,12 @@ class Emulator:
                 daemon=True,
             )
             self._thread.start()
+        self.webhooks.start(self._base_url)
         return self
 
     def stop(self) -> None:
         """Stop serving, close every connection and delete the emulator's files."""
+        self.webhooks.stop()
         server, self._server = self._server, None
         if server is not None:
             if self._thread is not None:
@@ -141,10 +157,13 @@ class Emulator:
         """Force a batch into a state. Terminal states are final (SUCCEEDED writes the
         output); PENDING/RUNNING hold the batch there until forced again or cancelled."""
         self.store.set_state(name, state, message)
+        self.webhooks.poke()
 
     def finish_all(self) -> int:
         """End every live batch now with its planned outcome; returns how many."""
-        return self.store.finish_all()
+        finished = self.store.finish_all()
+        self.webhooks.poke()
+        return finished
 
     def add_rule(self, rule: OutcomeRule) -> None:
         """Append an outcome rule; it applies to batches created from now on."""
@@ -152,8 +171,12 @@ class Emulator:
 
     def state_of(self, name: str) -> str:
         """The batch's state without the ``BATCH_STATE_`` prefix, e.g. ``"RUNNING"``."""
-        record = self.store.get_batch(name)
-        return record.state_at(self.clock.now_ns())[0]
+        return self.store.status(name).state
+
+    def status(self, name: str) -> BatchStatus:
+        """The batch's state, end time, kind, priority and webhook config (see
+        :class:`~gembatch.emulator.store.BatchStatus`)."""
+        return self.store.status(name)
 
     def batch_names(self) -> list[str]:
         return [record.name for record in self.store.batch_records()]
@@ -175,6 +198,9 @@ class Emulator:
                 inline_requests=r.inline_requests,
                 inlined=r.inlined,
                 deleted=r.id not in alive,
+                kind=r.kind,
+                priority=r.priority,
+                webhook_config=r.webhook_config,
             )
             for r in records
         ]
@@ -219,4 +245,4 @@ class Emulator:
         return self.store.get_file(file_name).path if file_name else None
 
 
-__all__ = ["CreatedBatch", "Emulator", "RequestRecord"]
+__all__ = ["BatchStatus", "CreatedBatch", "Emulator", "RequestRecord"]

@@ -133,3 +133,14 @@ class EmulatorConfig:
     # Where the emulator makes its own temporary directory (None: the system default).
     data_dir: str | None = None
     download_chunk_bytes: int = 1 << 20
+    # Switches (see switches.py); they can also be changed while running.
+    # At most this many batches RUNNING at once; None: no limit.
+    max_running: int | None = None
+    # Inline responses in a seeded order other than the requests'.
+    shuffle_inline: bool = False
+    # Seconds a SUCCEEDED batch reads without output before its output appears.
+    output_delay_s: float = 0.0
+    # files.get / files.delete refuse ids over 40 characters, as the live service does.
+    long_file_ids: bool = False
+    # batchStats as "strings" (int64 as JSON strings), "numbers", or "missing".
+    batch_stats: str = "strings"

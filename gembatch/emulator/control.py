@@ -16,12 +16,17 @@ The SDK never calls these. They need no API key (the emulator binds to loopback)
 - ``POST /_emulator/batches/<id>:set-state``    ``{"state": "SUCCEEDED", "message": "..."}``
 - ``POST /_emulator/rules``                     ``{"rule": "FAILED:name=bad-*"}`` appends a rule
 - ``POST /_emulator/large-batch``               ``{"size_bytes": N, "display_name": "..."}``
+- ``GET  /_emulator/jwks.json``, ``/_emulator/webhooks/...``: see :mod:`gembatch.emulator.hooks`
+- ``GET  /_emulator/switches``                  the switches in force (see ``switches``)
+- ``POST /_emulator/switches``                  ``{"max_running": 1, "shuffle_inline": true,
+  "output_delay_s": 5, "long_file_ids": true, "batch_stats": "numbers"}`` (any subset)
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gembatch.emulator import hooks
 from gembatch.emulator.api import Request, Response, json_response
 from gembatch.emulator.config import parse_rule
 from gembatch.emulator.wire import bad_request, not_found
@@ -38,6 +43,8 @@ def handle(emulator: Emulator, request: Request) -> Response:
     body: dict[str, Any] = request.json() if method == "POST" else {}
     if method == "GET" and route == "health":
         return json_response({"ok": True})
+    if hooks.wants(route):  # the JWKS and the webhook deliveries (gembatch.emulator.hooks)
+        return json_response(emulator.webhooks.control(method, route, body))
     if method == "GET" and route == "stats":
         return json_response(emulator.stats().to_json())
     if method == "POST" and route == "reset-stats":
@@ -66,6 +73,10 @@ def handle(emulator: Emulator, request: Request) -> Response:
         except ValueError as exc:
             raise bad_request(str(exc)) from None
         return json_response({})
+    if route == "switches" and method in ("GET", "POST"):
+        if method == "POST":
+            emulator.switches.set(**body)
+        return json_response(emulator.switches.values())
     if method == "POST" and route == "large-batch":
         name = emulator.make_large_result(
             int(body["size_bytes"]), display_name=body.get("display_name")

@@ -39,6 +39,7 @@ ENDPOINTS = (
     "files.delete",
     "files.download",
     "batches.create",
+    "batches.create_embeddings",
     "batches.get",
     "batches.list",
     "batches.cancel",

@@ -1,9 +1,11 @@
 """How a batch ends: its planned ending, its schedule, its output, and its wire Operation.
 
 The ending is chosen once at creation (the first matching outcome rule, else SUCCEEDED) and
-the schedule fixed with it; the state is then read off the clock. A batch is *settled* the
-first time it is seen ended: a SUCCEEDED batch gets its result file (or inlined responses)
-written then, and its input link is dropped.
+the schedule fixed with it (by :mod:`gembatch.emulator.queue`); the state is then read off the
+clock. A batch is *settled* the first time it is seen ended: a SUCCEEDED batch gets its result
+file (or inlined responses) written then, and its input link is dropped. With the
+``output_delay_s`` switch a SUCCEEDED batch settles only that long after its end, and reads
+until then as SUCCEEDED without output.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gembatch.emulator.config import seeded_unit
 from gembatch.emulator.records import COPY_CHUNK, Registry
@@ -22,8 +24,19 @@ from gembatch.emulator.results import (
     inline_responses,
     write_results,
 )
-from gembatch.emulator.state import BatchRecord, Ending, FileRecord, seconds_to_ns
-from gembatch.emulator.wire import BATCH_OUTPUT_TYPE, BATCH_TYPE, rfc3339, rpc_status
+from gembatch.emulator.state import NEVER, BatchRecord, Ending, FileRecord, seconds_to_ns
+from gembatch.emulator.switches import Switches, render_stats, shuffled
+from gembatch.emulator.wire import (
+    BATCH_OUTPUT_TYPE,
+    BATCH_TYPE,
+    EMBED_BATCH_TYPE,
+    EMBED_OUTPUT_TYPE,
+    rfc3339,
+    rpc_status,
+)
+
+if TYPE_CHECKING:
+    from gembatch.emulator.queue import Queue
 
 # Operation error codes for batches that end without output (our choice; see
 # gembatch/emulator/__init__.py).
@@ -36,8 +49,10 @@ DEFAULT_ERRORS = {"FAILED": FAILED, "EXPIRED": EXPIRED, "CANCELLED": CANCELLED}
 class Outcomes:
     """The outcome rules and everything that follows from them once a batch is created."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, queue: Queue, switches: Switches) -> None:
         self.registry = registry
+        self.queue = queue
+        self.switches = switches
         self.config = registry.config
         self.clock = registry.clock
         self.rules = list(registry.config.rules)
@@ -73,41 +88,48 @@ class Outcomes:
         file_name: str | None,
         input_path: Path | None,
         inline: list[dict[str, Any]] | None,
+        *,
+        kind: str = "generate",
+        priority: int = 0,
+        webhook_config: dict[str, Any] | None = None,
     ) -> BatchRecord:
         cfg = self.config
-        now = self.clock.now_ns()
         pending = cfg.pending_s + cfg.jitter_s * seeded_unit(cfg.seed, "pending", index)
         running = cfg.running_s + cfg.jitter_s * seeded_unit(cfg.seed, "running", index)
-        start = now + seconds_to_ns(pending)
-        end = start if scan.problem else start + seconds_to_ns(running)
-        expire = now + seconds_to_ns(cfg.batch_expire_s)
-        if end > expire:
-            # Not done within 48 h: the live service expires the batch.
-            end = expire
-            start = min(start, expire)
-            ending = Ending("EXPIRED", *EXPIRED)
         record = BatchRecord(
             id=batch_id,
             seq=0,
             index=index,
             model=model,
             display_name=display_name,
-            create_ns=now,
-            start_ns=start,
-            end_ns=end,
+            create_ns=0,
+            start_ns=NEVER,
+            end_ns=NEVER,
             ending=ending,
             request_count=scan.request_count,
             error_count=scan.error_count,
             input_file=file_name,
             input_path=input_path,
             inline_requests=inline,
+            kind=kind,
+            priority=priority,
+            webhook_config=webhook_config,
+            # A broken input fails the moment the batch starts.
+            run_ns=0 if scan.problem else seconds_to_ns(running),
         )
         registry = self.registry
         with registry.lock:
+            # Read under the lock: the queue must never see a batch created in its past.
+            now = self.clock.now_ns()
+            self.queue.advance(now)
+            record.create_ns = now
+            record.ready_ns = now + seconds_to_ns(pending)
+            record.expire_ns = now + seconds_to_ns(cfg.batch_expire_s)
             record.seq = registry.next_seq()
             registry.batches.add(record)
             registry.created.append(record)
             registry.unsettled.add(record.id)
+            self.queue.admit(record)
         return record
 
     # ------------------------------------------------------------------ output and render
@@ -115,6 +137,7 @@ class Outcomes:
     def settle_due(self) -> None:
         """Create the output of every batch that has finished (files.list must show it)."""
         now = self.clock.now_ns()
+        self.queue.advance(now)
         with self.registry.lock:
             batches = self.registry.batches.by_id
             due = [
@@ -127,8 +150,11 @@ class Outcomes:
 
     def settle(self, record: BatchRecord, now: int) -> None:
         """Once a batch has ended: write its output if it succeeded and drop its input link."""
+        self.queue.advance(now)
         ending = record.ending_at(now)
         if ending is None or record.materialized:
+            return
+        if ending.state == "SUCCEEDED" and not self.output_due(record, now):
             return
         with record.lock:
             if record.materialized:
@@ -146,18 +172,30 @@ class Outcomes:
         with self.registry.lock:
             self.registry.unsettled.discard(record.id)
 
+    def output_due(self, record: BatchRecord, now: int) -> bool:
+        """Whether an ended batch's output exists by ``now`` (``output_delay_s`` after it
+        ended; at once without the switch)."""
+        end = record.end_time(now)
+        delay = self.switches.output_delay_s
+        return end is not None and (delay <= 0 or now >= end + seconds_to_ns(delay))
+
     def _write_output(self, record: BatchRecord, ending: Ending) -> None:
         policy = ErrorPolicy(self.config.seed, ending.request_error_rate, ending.request_error_code)
         if record.inline_requests is not None:
             record.inlined = inline_responses(
-                record.inline_requests, model=record.model, policy=policy
+                record.inline_requests, model=record.model, policy=policy, kind=record.kind
             )
             return
         assert record.input_path is not None and record.input_file is not None
         file_id = f"batch-{record.id}"
         path = self.registry.root / "files" / file_id
         size = write_results(
-            record.input_path, path, file_name=record.input_file, model=record.model, policy=policy
+            record.input_path,
+            path,
+            file_name=record.input_file,
+            model=record.model,
+            policy=policy,
+            kind=record.kind,
         )
         digest = hashlib.sha256()
         with open(path, "rb") as stream:
@@ -187,15 +225,22 @@ class Outcomes:
         self.settle(record, now)
         state, since = record.state_at(now)
         ending = record.ending_at(now)
-        meta: dict[str, Any] = {"@type": BATCH_TYPE, "model": record.model}
+        embed = record.kind == "embed"
+        meta: dict[str, Any] = {"@type": EMBED_BATCH_TYPE if embed else BATCH_TYPE}
+        meta["model"] = record.model
         if record.display_name is not None:
             meta["displayName"] = record.display_name
         if record.input_file is not None:
             meta["inputConfig"] = {"fileName": record.input_file}
         output: dict[str, Any] | None = None
-        if ending is not None and ending.state == "SUCCEEDED":
+        if ending is not None and ending.state == "SUCCEEDED" and record.materialized:
             if record.inlined is not None:
-                output = {"inlinedResponses": {"inlinedResponses": record.inlined}}
+                items = record.inlined
+                if self.switches.shuffle_inline:
+                    items = shuffled(items, self.config.seed, record.id)
+                # Both kinds nest the list twice under "inlinedResponses" (the reference's
+                # EmbedContentBatchOutput too); the SDK renames it for embeddings.
+                output = {"inlinedResponses": {"inlinedResponses": items}}
             else:
                 output = {"responsesFile": record.result_file}
             meta["output"] = output
@@ -203,14 +248,19 @@ class Outcomes:
         if ending is not None:
             meta["endTime"] = rfc3339(since)
         meta["updateTime"] = rfc3339(since)
-        meta["batchStats"] = record.batch_stats(now)
+        stats = render_stats(record.stats_counts(now), self.switches.batch_stats)
+        if stats is not None:
+            meta["batchStats"] = stats
         meta["state"] = f"BATCH_STATE_{state}"
+        if record.priority:
+            meta["priority"] = str(record.priority)  # int64, and 0 is proto3's omitted default
         meta["name"] = record.name
         op: dict[str, Any] = {"name": record.name, "metadata": meta}
-        if ending is not None:
+        if output is not None:
             op["done"] = True
-            if output is not None:
-                op["response"] = {"@type": BATCH_OUTPUT_TYPE, **output}
-            else:
-                op["error"] = rpc_status(ending.error_code or 2, ending.message or state)
+            op["response"] = {"@type": EMBED_OUTPUT_TYPE if embed else BATCH_OUTPUT_TYPE, **output}
+        elif ending is not None and ending.state != "SUCCEEDED":
+            op["done"] = True
+            op["error"] = rpc_status(ending.error_code or 2, ending.message or state)
+        # A SUCCEEDED batch whose output is not ready yet (output_delay_s) is not done either.
         return op

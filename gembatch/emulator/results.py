@@ -1,7 +1,9 @@
 """Batch input validation and generated results in the live service's shape.
 
 Everything here is a pure function of (seed, input): the same input file and seed give the
-same result bytes, whatever the batch id or the time.
+same result bytes, whatever the batch id or the time. ``kind`` is ``"generate"`` for
+``batchGenerateContent`` batches and ``"embed"`` for ``asyncBatchEmbedContent`` ones, whose
+requests and answers come from :mod:`gembatch.emulator.embeddings`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from gembatch.emulator.config import seeded_unit
+from gembatch.emulator.embeddings import embed_problem, embed_response
 from gembatch.emulator.wire import GRPC_CODE_NAMES, dumps, rpc_status
 
 _VOCABULARY = (
@@ -77,8 +80,10 @@ def iter_input(stream: BinaryIO, file_name: str) -> Iterator[tuple[int, Any, dic
         yield lineno, obj.get("key"), request
 
 
-def request_problem(request: dict[str, Any]) -> str | None:
+def request_problem(request: dict[str, Any], kind: str = "generate") -> str | None:
     """Why the service would reject one request (answered by an error line, code 3)."""
+    if kind == "embed":
+        return embed_problem(request)
     contents = request.get("contents")
     if not contents:
         return "* GenerateContentRequest.contents: contents is not specified\n"
@@ -92,13 +97,15 @@ def request_fails(seed: int, rate: float, index: int, key: Any) -> bool:
     return rate > 0 and seeded_unit(seed, "request-error", index, repr(key)) < rate
 
 
-def scan_input(path: Path, file_name: str, *, seed: int, error_rate: float) -> InputScan:
+def scan_input(
+    path: Path, file_name: str, *, seed: int, error_rate: float, kind: str = "generate"
+) -> InputScan:
     """Count and validate an input file without holding it in memory."""
     count = errors = 0
     try:
         with open(path, "rb") as stream:
             for _, key, request in iter_input(stream, file_name):
-                if request_problem(request) or request_fails(seed, error_rate, count, key):
+                if request_problem(request, kind) or request_fails(seed, error_rate, count, key):
                     errors += 1
                 count += 1
     except InputError as exc:
@@ -215,22 +222,37 @@ class ErrorPolicy:
 
 
 def answer(
-    request: dict[str, Any], *, model: str, index: int, key: Any, policy: ErrorPolicy
+    request: dict[str, Any],
+    *,
+    model: str,
+    index: int,
+    key: Any,
+    policy: ErrorPolicy,
+    kind: str = "generate",
 ) -> tuple[str, dict[str, Any]]:
-    """("response", GenerateContentResponse) or ("error", google.rpc.Status) for one request."""
-    problem = request_problem(request)
+    """("response", GenerateContentResponse or EmbedContentResponse) or ("error",
+    google.rpc.Status) for one request."""
+    problem = request_problem(request, kind)
     if problem:
         return "error", rpc_status(3, problem)
     if request_fails(policy.seed, policy.rate, index, key):
         message = _ERROR_MESSAGES.get(policy.code, GRPC_CODE_NAMES.get(policy.code, "Error."))
         return "error", rpc_status(policy.code, message)
+    if kind == "embed":
+        return "response", embed_response(request, seed=policy.seed)
     return "response", generate_response(
         request, model=model, seed=policy.seed, index=index, key=key
     )
 
 
 def write_results(
-    input_path: Path, output_path: Path, *, file_name: str, model: str, policy: ErrorPolicy
+    input_path: Path,
+    output_path: Path,
+    *,
+    file_name: str,
+    model: str,
+    policy: ErrorPolicy,
+    kind: str = "generate",
 ) -> int:
     """Stream a result file from an input file, line by line; return its size in bytes.
 
@@ -239,8 +261,10 @@ def write_results(
     tmp = output_path.with_name(output_path.name + ".part")
     with open(input_path, "rb") as src, open(tmp, "wb", buffering=1 << 20) as out:
         for index, (_, key, request) in enumerate(iter_input(src, file_name)):
-            kind, body = answer(request, model=model, index=index, key=key, policy=policy)
-            line: dict[str, Any] = {kind: body}
+            field, body = answer(
+                request, model=model, index=index, key=key, policy=policy, kind=kind
+            )
+            line: dict[str, Any] = {field: body}
             if key is not None:
                 line["key"] = key
             out.write(dumps(line) + b"\n")
@@ -249,14 +273,17 @@ def write_results(
 
 
 def inline_responses(
-    requests: list[dict[str, Any]], *, model: str, policy: ErrorPolicy
+    requests: list[dict[str, Any]], *, model: str, policy: ErrorPolicy, kind: str = "generate"
 ) -> list[dict[str, Any]]:
-    """``InlinedResponse`` objects in input order, each echoing the request's metadata."""
+    """``InlinedResponse`` (or ``InlinedEmbedContentResponse``) objects in input order, each
+    echoing the request's metadata."""
     out: list[dict[str, Any]] = []
     for index, item in enumerate(requests):
         metadata = item.get("metadata")
-        kind, body = answer(item["request"], model=model, index=index, key=metadata, policy=policy)
-        entry: dict[str, Any] = {kind: body}
+        field, body = answer(
+            item["request"], model=model, index=index, key=metadata, policy=policy, kind=kind
+        )
+        entry: dict[str, Any] = {field: body}
         if metadata is not None:
             entry["metadata"] = metadata
         out.append(entry)

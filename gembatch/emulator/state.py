@@ -2,6 +2,10 @@
 
 A batch stores only its schedule (when it starts, when it ends, how it ends); its state is
 computed on each read from the emulator's clock, so ten thousand idle batches cost nothing.
+With a capacity limit (``max_running``) a batch's start is not known when it is created:
+:mod:`gembatch.emulator.queue` fills it in when a slot frees, and until then the batch reads
+as PENDING. Other code asks :meth:`Store.status <gembatch.emulator.store.Store.status>`,
+which brings the queue up to date first, rather than calling :meth:`BatchRecord.state_at`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 from gembatch.emulator.wire import rfc3339
 
 NS = 1_000_000_000
+# The start and end of a batch still waiting for a slot: never reached.
+NEVER = 1 << 62
 
 
 class Clock:
@@ -38,7 +44,7 @@ class Clock:
 def seconds_to_ns(seconds: float) -> int:
     """Infinite durations (a batch that never leaves PENDING) map to a far-away instant."""
     if math.isinf(seconds):
-        return 1 << 62
+        return NEVER
     return int(seconds * NS)
 
 
@@ -119,6 +125,19 @@ class BatchRecord:
     materialized: bool = False
     result_file: str | None = None
     inlined: list[dict[str, Any]] | None = None
+    # "generate" (batchGenerateContent) or "embed" (asyncBatchEmbedContent).
+    kind: str = "generate"
+    # batch.priority of the create body: higher starts first when capacity is limited.
+    priority: int = 0
+    # batch.webhookConfig as {"uris": [...], "userMetadata": {...}} (camelCase whichever case
+    # the create body used), or None; the webhook deliveries read it.
+    webhook_config: dict[str, Any] | None = None
+    # The queue's view (gembatch.emulator.queue): when the batch may start, how long it runs,
+    # when it expires, and whether its start is decided yet (always, without a capacity limit).
+    ready_ns: int = 0
+    run_ns: int = 0
+    expire_ns: int = NEVER
+    scheduled: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -153,8 +172,18 @@ class BatchRecord:
             return 1.0
         return (at - self.start_ns) / (self.end_ns - self.start_ns)
 
+    def end_time(self, now: int) -> int | None:
+        """When the batch reached its terminal state, or None while it is live at ``now``."""
+        if self.ending_at(now) is None:
+            return None
+        return self.final_ns if self.final is not None else self.end_ns
+
     def batch_stats(self, now: int) -> dict[str, str]:
         """``batchStats``: int64 strings, zero counters left out, as the live service does."""
+        return {key: str(value) for key, value in self.stats_counts(now).items()}
+
+    def stats_counts(self, now: int) -> dict[str, int]:
+        """The ``batchStats`` counters as integers, zero counters left out."""
         n, failed = self.request_count, self.error_count
         state, since = self.state_at(now)
         if state == "SUCCEEDED":
@@ -177,4 +206,4 @@ class BatchRecord:
             "failedRequestCount": bad,
             "pendingRequestCount": pending,
         }
-        return {key: str(value) for key, value in counts.items() if value}
+        return {key: value for key, value in counts.items() if value}

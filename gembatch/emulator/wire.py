@@ -14,6 +14,12 @@ BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateCo
 BATCH_OUTPUT_TYPE = (
     "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
 )
+# Embedding batches: the resource and output the API reference names EmbedContentBatch and
+# EmbedContentBatchOutput, in the same package as the generation ones (unverified on the wire).
+EMBED_BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.EmbedContentBatch"
+EMBED_OUTPUT_TYPE = (
+    "type.googleapis.com/google.ai.generativelanguage.v1main.EmbedContentBatchOutput"
+)
 RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
 ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
 
