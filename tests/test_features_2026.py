@@ -275,6 +275,7 @@ def test_succeeded_with_every_request_failed_is_a_failure(workdir: Path, run_cli
         result = poll(emu, "--once", "--plain", run_cli=run_cli)
     assert result.exit_code == 1, result.output
     assert "all 4 of its requests failed" in result.output
+    assert "0 succeeded, 1 failed (1 succeeded with every request failed)" in result.output
     (job,) = jobs(workdir)
     # The results are kept (the errors are worth reading) and the job is done.
     assert job.downloaded_at is not None

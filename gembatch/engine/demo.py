@@ -4,7 +4,8 @@ It starts the emulator in this process, writes a small workspace (nine
 input files under ``DIR/batch/``, one of them an embeddings batch), and then
 runs the very code paths the real commands run: submit, the live poll (jobs
 finish at staggered times, each with its progress; one fails, one is cancelled
-through ``cancel``, one has per-request errors), and the report. Only the endpoint and the key differ from a real run.
+through ``cancel``, one has per-request errors), and the report. Only the
+endpoint and the key differ from a real run.
 """
 
 from __future__ import annotations

@@ -30,9 +30,14 @@ RESUME_HINT = "interrupted: nothing was lost; run `gembatch poll` again to resum
 
 def summary_text(store: Store, summary: RunSummary) -> str:
     counts = tracker.state_counts(store)
+    # A batch that "succeeded" with every request failed is a failure to the user.
+    hollow = tracker.all_failed_count(store)
+    failed = f"{counts.get(states.FAILED, 0) + hollow} failed"
+    if hollow:
+        failed += f" ({hollow} succeeded with every request failed)"
     parts = [
-        f"{counts.get(states.SUCCEEDED, 0)} succeeded",
-        f"{counts.get(states.FAILED, 0)} failed",
+        f"{counts.get(states.SUCCEEDED, 0) - hollow} succeeded",
+        failed,
         f"{counts.get(states.CANCELLED, 0)} cancelled",
         f"{counts.get(states.EXPIRED, 0)} expired",
     ]

@@ -328,6 +328,19 @@ def state_counts(store: Store) -> dict[str | None, int]:
         return {state: count for state, count in rows}
 
 
+def all_failed_count(store: Store) -> int:
+    """SUCCEEDED jobs whose batchStats say every request failed (see
+    :func:`gembatch.common.batch.all_requests_failed`, the same rule in SQL)."""
+    with store.reading() as session:
+        query = select(func.count()).where(
+            Job.state == states.SUCCEEDED,
+            Job.api_failed_count > 0,
+            func.coalesce(Job.api_succeeded_count, 0) == 0,
+            or_(Job.api_request_count.is_(None), Job.api_failed_count >= Job.api_request_count),
+        )
+        return int(session.scalar(query) or 0)
+
+
 def result_places(store: Store) -> list[tuple[str, str | None]]:
     """Each distinct ``(input_file, result_path)``: where the start-up sweep looks
     for temporary files a killed run left."""
