@@ -67,6 +67,14 @@ class Terminal:
         self.raw += data
         self.stream.feed(data)
 
+    def drain(self) -> None:
+        """Feed everything the program wrote so far: the screen as it is now."""
+        while True:
+            before = len(self.raw)
+            self.pump(0.02)
+            if len(self.raw) == before or self.ended:
+                return
+
     def text(self) -> str:
         return "\n".join(line.rstrip() for line in self.screen.display)
 
@@ -137,13 +145,18 @@ def test_poll_dashboard_before_and_after_jobs_finish(
     made = make_jobs(emulator, workdir, 4)
     for item in made:
         emulator.set_state(item.batch_name, "RUNNING")
-    term = Terminal(["poll", "--base-url", emulator.base_url, "--interval", "0.5"], workdir)
+    term = Terminal(["poll", "--base-url", emulator.base_url, "--interval", "1"], workdir)
     terminals.append(term)
 
-    # Before: four running jobs, oldest first, durations growing, summary and footer.
+    # Before: four running jobs, oldest first, durations growing, summary and footer;
+    # read between cycles, once the rows checked by the last one are no longer red.
     screen = term.wait_for(
         lambda t: (
-            "4 remaining" in t and len(job_rows(t)) == 4 and "updated" in t and "updated —" not in t
+            "4 remaining" in t
+            and len(job_rows(t)) == 4
+            and "updated" in t
+            and "updated —" not in t
+            and not term.red_rows()
         ),
         "four running jobs after a cycle",
     )
@@ -231,6 +244,33 @@ def test_checked_row_is_red_and_ctrl_c_restores_the_terminal_then_hints(
     assert raw.rindex(b"\x1b[?1049l") < hint  # the screen is back before the hint prints
     assert b"Traceback" not in raw
     assert "gembatch poll" in term.text() and "resume" in term.text()
+
+
+def test_checked_rows_stay_red_long_enough_to_be_seen(
+    emulator: Emulator, workdir: Path, terminals: list[Terminal]
+) -> None:
+    # No added latency: each check takes a few milliseconds. The screen is looked at
+    # every 0.4 s, as a person glancing at it would (issue 13 saw no red row in any
+    # such look during a 23-job run); the highlight held after each check must be
+    # in at least one look. Several cycles run, so a stalled test only waits longer.
+    made = make_jobs(emulator, workdir, 23)
+    for item in made:
+        emulator.set_state(item.batch_name, "RUNNING")
+    term = Terminal(
+        ["poll", "--base-url", emulator.base_url, "--interval", "2"], workdir, rows=40, cols=110
+    )
+    terminals.append(term)
+    term.wait_for(lambda t: len(job_rows(t)) == 23, "23 rows")
+    deadline = time.monotonic() + TIMEOUT
+    red: list[str] = []
+    while not red and time.monotonic() < deadline and not term.ended:
+        time.sleep(0.4)
+        term.drain()
+        red = term.red_rows()
+    assert red, f"no look showed a checked row; last screen:\n{term.text()}"
+    assert all(re.search(r"batch/0\d\d\.jsonl", line) for line in red), red
+    term.child.sendintr()
+    assert term.finish() == 130
 
 
 def test_watch_shows_what_another_process_writes(workdir: Path, terminals: list[Terminal]) -> None:

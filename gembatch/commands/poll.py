@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -14,6 +15,7 @@ from gembatch.commands.support import (
     make_gemini,
     pass_app,
     retries_option,
+    stuck_after_option,
 )
 from gembatch.common.errors import EXIT_INTERRUPTED
 
@@ -55,6 +57,14 @@ def _concurrency_default() -> dict[str, Any]:
     show_default=True,
     help="Consecutive errors after which a job is left for the next run.",
 )
+@click.option(
+    "--results-grace",
+    type=click.FloatRange(min=0),
+    default=1800.0,
+    hidden=True,
+    help="Seconds a succeeded batch whose results the API does not name yet is waited "
+    "for before that counts as an error (for tests).",
+)
 @retries_option("Extra attempts per API call on 429, 5xx, timeouts and dropped connections.")
 @click.option(
     "--live/--plain",
@@ -62,6 +72,7 @@ def _concurrency_default() -> dict[str, Any]:
     default=None,
     help="Live dashboard, or plain timestamped lines [default: live on a terminal].",
 )
+@stuck_after_option
 @pass_app
 def poll(
     app: AppContext,
@@ -71,8 +82,10 @@ def poll(
     keep_remote: bool,
     base_url: str | None,
     max_errors: int,
+    results_grace: float,
     retries: int,
     live: bool | None,
+    stuck_after: timedelta,
 ) -> None:
     """Poll every unfinished job, download results as they are ready, clean up.
 
@@ -85,7 +98,12 @@ def poll(
     ctx = click.get_current_context()
     gemini = make_gemini(base_url, retries)
     store = app.store()
-    options = PollOptions(concurrency=concurrency, keep_remote=keep_remote, max_errors=max_errors)
+    options = PollOptions(
+        concurrency=concurrency,
+        keep_remote=keep_remote,
+        max_errors=max_errors,
+        results_grace_s=results_grace,
+    )
     try:
         summary = run_poll(
             store,
@@ -96,6 +114,7 @@ def poll(
             once=once,
             out=sys.stdout,
             live=live,
+            stuck_after=stuck_after,
         )
     except KeyboardInterrupt:
         gemini.stop.set()

@@ -12,6 +12,8 @@ from typing import TextIO
 
 from rich.console import Console
 
+from gembatch.common import timeutil
+from gembatch.common.ages import DEFAULT_STUCK_AFTER
 from gembatch.common.locations import Locations
 from gembatch.common.signals import sigterm_as_interrupt
 from gembatch.engine.poller import PollOptions, RunSummary
@@ -19,6 +21,7 @@ from gembatch.engine.session import given_up_text, poll_run, summary_text
 from gembatch.engine.steps import CycleResult
 from gembatch.remote.client import Gemini
 from gembatch.store.database import Store
+from gembatch.store.snapshots import read_snapshot
 from gembatch.view.lines import LineReporter
 from gembatch.view.live import LiveView
 from gembatch.view.live_drivers import LiveReporter, wants_live
@@ -34,16 +37,27 @@ def run_poll(
     once: bool,
     out: TextIO,
     live: bool | None = None,
+    stuck_after: timedelta = DEFAULT_STUCK_AFTER,
 ) -> RunSummary:
     """Poll until done (or once), showing progress on ``out``.
 
     ``live``: True for the dashboard, False for plain timestamped lines, None to
     decide from ``out`` (the dashboard when it is a terminal and TERM is not dumb).
+    ``stuck_after``: a job in flight longer than this is marked (said once in plain lines).
     """
     if live is None:
         live = wants_live(out)
     if live:
-        return _run_live(store, gemini, locations, options, interval=interval, once=once, out=out)
+        return _run_live(
+            store,
+            gemini,
+            locations,
+            options,
+            interval=interval,
+            once=once,
+            out=out,
+            stuck_after=stuck_after,
+        )
     reporter = LineReporter(out)
 
     def on_cycle(result: CycleResult, remaining: int, next_in: float | None) -> None:
@@ -54,6 +68,7 @@ def run_poll(
             at = datetime.now().astimezone() + timedelta(seconds=next_in)
             text += f"; next poll at {at:%H:%M:%S}"
         reporter.line(text)
+        _say_ages(store, reporter, stuck_after)
 
     summary = poll_run(
         store, gemini, locations, options, reporter, interval=interval, once=once, on_cycle=on_cycle
@@ -62,6 +77,16 @@ def run_poll(
     if summary.given_up:
         reporter.line(given_up_text(summary))
     return summary
+
+
+def _say_ages(store: Store, reporter: LineReporter, stuck_after: timedelta) -> None:
+    """After a cycle: stuck jobs and jobs close to the service's limit, each said once."""
+    try:
+        snapshot = read_snapshot(store)
+    except Exception as exc:  # a busy database must not end the run over a warning
+        reporter.line(f"could not read the jobs to check their age: {type(exc).__name__}")
+        return
+    reporter.ages(snapshot.jobs, timeutil.now(), stuck_after)
 
 
 def _run_live(
@@ -73,11 +98,12 @@ def _run_live(
     interval: float,
     once: bool,
     out: TextIO,
+    stuck_after: timedelta,
 ) -> RunSummary:
     """The same run behind the live dashboard; the final frame stays on screen afterwards."""
     # Forced: ``live=True`` on something that is not a terminal still gets frames.
     console = Console(file=out, force_terminal=True)
-    view = LiveView(store, console, mode="poll")
+    view = LiveView(store, console, mode="poll", stuck_after=stuck_after)
 
     def on_cycle(result: CycleResult, remaining: int, next_in: float | None) -> None:
         view.cycle_done(result.newly_terminal, next_in)

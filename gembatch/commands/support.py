@@ -65,6 +65,30 @@ def retries_option(help: str) -> Callable[[F], F]:
     )
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from datetime import timedelta
+
+    from gembatch.common.ages import parse_duration
+
+    if value is None or isinstance(value, timedelta):
+        return value
+    try:
+        return parse_duration(str(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+# `poll`, `watch` and `status` mark the same jobs stuck: one option, one default.
+stuck_after_option = click.option(
+    "--stuck-after",
+    default="24h",
+    show_default=True,
+    metavar="DURATION",
+    callback=_duration,
+    help="Mark a job pending or running longer than this as stuck (90m, 24h, 2d, or seconds).",
+)
+
+
 def make_gemini(base_url: str | None, retries: int = 5) -> Gemini:
     """The one API client of a command: key and endpoint from flags and environment."""
     from gembatch.remote.client import connect

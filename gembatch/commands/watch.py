@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 
 import click
 
-from gembatch.commands.support import AppContext, pass_app
+from gembatch.commands.support import AppContext, pass_app, stuck_after_option
 from gembatch.common import timeutil
 from gembatch.common.signals import sigterm_as_interrupt
 
@@ -26,13 +27,15 @@ _PIPE_SIZE = (160, 60)
     show_default=True,
     help="Seconds between reads of the database.",
 )
+@stuck_after_option
 @pass_app
-def watch(app: AppContext, interval: float) -> None:
+def watch(app: AppContext, interval: float, stuck_after: timedelta) -> None:
     """Show the poll dashboard, read-only, while another process polls.
 
     Reads the database only, never the API. Ctrl+C (or SIGTERM) stops it with
     exit status 0: nothing is interrupted. Without a terminal, prints one frame
-    and exits.
+    and exits. Running jobs show the API's request counts; the time left comes
+    from the rate this view sees them done at.
     """
     from rich.console import Console
 
@@ -51,12 +54,17 @@ def watch(app: AppContext, interval: float) -> None:
         width, height = _PIPE_SIZE
         console = Console(file=stdout, width=width, height=height)
         info = DashboardInfo(db_name=name, mode="watch")
-        console.print(render_dashboard(snapshot, timeutil.now(), info=info, height=height))
+        frame = render_dashboard(
+            snapshot, timeutil.now(), info=info, height=height, stuck_after=stuck_after
+        )
+        console.print(frame)
         return
     from gembatch.view.live import LiveView
     from gembatch.view.live_drivers import run_watch
 
-    view = LiveView(store, Console(file=stdout), mode="watch", db_name=name)
+    view = LiveView(
+        store, Console(file=stdout), mode="watch", db_name=name, stuck_after=stuck_after
+    )
     try:
         with sigterm_as_interrupt(), view:
             run_watch(view, interval=interval)

@@ -14,6 +14,7 @@ from typing import Any
 from gembatch.common import states
 from gembatch.common.snapshot import JobView
 from gembatch.common.timeutil import ensure_utc
+from gembatch.view.looks import all_failed
 
 # A job that ended this recently still counts as news in a folded view.
 JUST_FINISHED = timedelta(minutes=10)
@@ -22,10 +23,11 @@ RANK_CHECKING, RANK_ERROR, RANK_ACTIVE, RANK_JUST_FINISHED, RANK_REST = range(5)
 
 
 def attention_rank(job: JobView, now: datetime, checking: Collection[int]) -> int:
-    """Lower needs more attention: being checked, errors, in flight, just finished, the rest."""
+    """Lower needs more attention: being checked, errors (a job whose every request
+    failed included), in flight, just finished, the rest."""
     if job.id in checking:
         return RANK_CHECKING
-    if job.last_error or job.state == states.FAILED:
+    if job.last_error or job.state == states.FAILED or all_failed(job):
         return RANK_ERROR
     if not states.is_terminal(job.state):
         return RANK_ACTIVE

@@ -13,7 +13,8 @@ Layout, top to bottom (the summary is always visible; the table gets what is lef
     │ #  input file  requests  state  ...      │  header, rule, rows
     │ … 940 more: 930 ✓, 10 ⊘                  │  only when rows do not fit
     │ ──────────────────────────────────────── │
-    │ total 1,000 · ✓ 930 succeeded · ...      │  summary lines
+    │ total 1,000 · ✓ 930 succeeded · ...      │  summary lines (the run's requests
+    │ requests ████▍  41,200/52,000 · 3m left  │  once the API reported counts)
     ╰──────────────────────────────────────────╯
      database gembatch.db · Ctrl+C stops ...      footer
 """
@@ -23,13 +24,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
 from rich.text import Text
 
+from gembatch.common.ages import DEFAULT_STUCK_AFTER
 from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.view.attention import order_jobs
 from gembatch.view.dashboard_summary import (
@@ -39,7 +41,9 @@ from gembatch.view.dashboard_summary import (
     summary_height,
     summary_lines,
 )
-from gembatch.view.table import fit_columns, fold_line, status_columns, table_segments
+from gembatch.view.fit import fit_columns
+from gembatch.view.progress import run_progress
+from gembatch.view.table import fold_line, status_columns, table_segments
 
 TITLE = "gembatch"
 # Lines the frame needs besides the table and the summary: the panel's top and
@@ -57,15 +61,22 @@ class _Rows:
     """
 
     def __init__(
-        self, jobs: list[JobView], now: datetime, checking: Collection[int], tz: tzinfo | None
+        self,
+        jobs: list[JobView],
+        now: datetime,
+        checking: Collection[int],
+        tz: tzinfo | None,
+        stuck_after: timedelta,
     ) -> None:
         self.jobs = jobs
         self.now = now
         self.checking = checking
         self.tz = tz
+        self.stuck_after = stuck_after
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        columns = fit_columns(status_columns(self.jobs, self.now, self.tz), options.max_width)
+        columns = status_columns(self.jobs, self.now, self.tz, stuck_after=self.stuck_after)
+        columns = fit_columns(columns, options.max_width)
         segments = list(table_segments(self.jobs, columns, checking=self.checking))
         # table_segments ends every line with a newline; the group adds none of its own.
         yield from segments
@@ -86,11 +97,14 @@ class Dashboard:
     snapshot: Snapshot
     now: datetime
     checking: frozenset[int] = frozenset()
+    # Rows checked a moment ago: highlighted like ``checking``, but not moved up.
+    held: frozenset[int] = frozenset()
     # Frozen, so one shared default instance is safe.
     info: DashboardInfo = DashboardInfo()  # noqa: RUF009
     height: int | None = None
     width: int | None = None
     tz: tzinfo | None = None
+    stuck_after: timedelta = DEFAULT_STUCK_AFTER
     # Row plans by table height, shared by the frames :meth:`tick` derives: ordering
     # thousands of jobs is the costly part, and a tick changes nothing it depends on.
     _plans: dict[int, _Plan] = field(default_factory=dict, repr=False)
@@ -126,8 +140,9 @@ class Dashboard:
         width = self.width or options.max_width
         height = self.height or options.height or options.size.height
         inner = max(1, width - _SIDES)
-        summary = summary_lines(self.snapshot, self.info, inner, self.tz)
-        budget = height - _CHROME - summary_height(self.info)
+        run = run_progress(self.snapshot.jobs)
+        summary = summary_lines(self.snapshot, self.info, inner, self.tz, run)
+        budget = height - _CHROME - summary_height(self.info, run)
         body: list[RenderableType] = []
         if not self.snapshot.jobs:
             if budget >= 1:
@@ -135,7 +150,8 @@ class Dashboard:
         else:
             plan = self.plan(budget)
             if plan.shown:
-                body.append(_Rows(plan.shown, self.now, self.checking, self.tz))
+                red = self.checking | self.held
+                body.append(_Rows(plan.shown, self.now, red, self.tz, self.stuck_after))
             if plan.fold is not None:
                 body.append(plan.fold)
         body.append(Text("─" * inner, style="dim"))
@@ -159,25 +175,31 @@ def render_dashboard(
     now: datetime,
     *,
     checking: Collection[int] = frozenset(),
+    held: Collection[int] = frozenset(),
     height: int | None = None,
     width: int | None = None,
     info: DashboardInfo | None = None,
     tz: tzinfo | None = None,
+    stuck_after: timedelta = DEFAULT_STUCK_AFTER,
 ) -> Dashboard:
     """The dashboard frame for ``snapshot`` at ``now``.
 
-    ``checking``: ids whose status is being fetched right now (red background).
+    ``checking``: ids whose status is being fetched right now (red background, and
+    first when rows are folded). ``held``: ids checked a moment ago (red background).
     ``height``/``width``: the size to fit (default: the size it is rendered at,
     i.e. the terminal). ``tz``: display time zone (default: local time).
+    ``stuck_after``: a job in flight longer than this is marked stuck.
     """
     return Dashboard(
         snapshot=snapshot,
         now=now,
         checking=frozenset(checking),
+        held=frozenset(held),
         info=info or DashboardInfo(),
         height=height,
         width=width,
         tz=tz,
+        stuck_after=stuck_after,
     )
 
 

@@ -25,7 +25,8 @@ from rich.text import Text
 from gembatch.common import states
 from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.common.timeutil import ensure_utc, format_duration
-from gembatch.view.looks import state_look
+from gembatch.view.looks import all_failed, state_look
+from gembatch.view.progress import RunProgress, run_line
 from gembatch.view.table import clip_left
 
 Mode = Literal["poll", "watch"]
@@ -65,6 +66,8 @@ class DashboardInfo:
     # The latest message from the poller that is not about one job (e.g. listing failed).
     note: str | None = None
     mode: Mode = "poll"
+    # Requests per second the run was seen to settle at (None until two reads showed progress).
+    rate: float | None = None
 
 
 def one_line(text: Text) -> Text:
@@ -93,13 +96,16 @@ def counts_line(snapshot: Snapshot, width: int) -> Text:
     then every count does (``✓ 18``).
     """
     remaining = remaining_jobs(snapshot)
+    # A succeeded job whose every request failed counts as failed.
+    failed_all = sum(1 for job in snapshot.jobs if all_failed(job))
+    moved = {states.SUCCEEDED: -failed_all, states.FAILED: failed_all}
     for labels in ("all", "nonzero", "none"):
         line = Text()
         line.append("total ", style="bold")
         line.append(f"{len(snapshot.jobs):,}", style="bold")
         for state in _OUTCOMES:
             look = state_look(state)
-            count = snapshot.totals.get(state, 0)
+            count = snapshot.totals.get(state, 0) + moved.get(state, 0)
             line.append(" · ", style="dim")
             labelled = labels == "all" or (labels == "nonzero" and count > 0)
             word = f"{look.symbol} {count:,}" + (f" {look.label}" if labelled else "")
@@ -212,14 +218,30 @@ def footer_line(info: DashboardInfo, width: int) -> Text:
     return one_line(line)
 
 
+def progress_line(run: RunProgress, info: DashboardInfo, width: int) -> Text:
+    """The run's requests done, failures, the observed rate and the time left at it."""
+    eta = None
+    if info.rate:
+        eta = run.remaining / info.rate
+    return one_line(run_line(run, eta, width, rate=info.rate))
+
+
 def summary_lines(
-    snapshot: Snapshot, info: DashboardInfo, width: int, tz: tzinfo | None
+    snapshot: Snapshot,
+    info: DashboardInfo,
+    width: int,
+    tz: tzinfo | None,
+    run: RunProgress | None = None,
 ) -> list[RenderableType]:
-    """Every summary line, top to bottom, for a frame ``width`` cells wide inside."""
-    lines: list[RenderableType] = [
-        counts_line(snapshot, width),
-        cycle_line(info, tz),
-    ]
+    """Every summary line, top to bottom, for a frame ``width`` cells wide inside.
+
+    ``run``: the run's progress; its line is shown once a job in flight has the
+    API's counts.
+    """
+    lines: list[RenderableType] = [counts_line(snapshot, width)]
+    if run is not None and run.reported:
+        lines.append(progress_line(run, info, width))
+    lines.append(cycle_line(info, tz))
     if info.downloads:
         by_id = {job.id: job for job in snapshot.jobs if job.id in info.downloads}
         lines.extend(downloads_block(info.downloads, by_id, width))
@@ -229,9 +251,11 @@ def summary_lines(
     return lines
 
 
-def summary_height(info: DashboardInfo) -> int:
+def summary_height(info: DashboardInfo, run: RunProgress | None = None) -> int:
     """How many lines :func:`summary_lines` returns (each is exactly one line)."""
     count = 2 + _download_lines(info.downloads) + (1 if info.note else 0)
+    if run is not None and run.reported:
+        count += 1
     if info.finished:
         count += 2 if info.exit_summary else 1
     return count
@@ -245,6 +269,7 @@ __all__ = [
     "cycle_line",
     "footer_line",
     "one_line",
+    "progress_line",
     "remaining_jobs",
     "summary_height",
     "summary_lines",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 from gembatch.common import states
+from gembatch.common.ages import DEFAULT_STUCK_AFTER, EXPIRY, job_age, short_span
+from gembatch.common.snapshot import JobView
+from gembatch.common.timeutil import format_duration
 from gembatch.common.work import WorkItem
 
 
@@ -23,6 +26,9 @@ class LineReporter:
         self._out = out
         self._clock = clock
         self._lock = threading.Lock()
+        # Jobs already said to be stuck, or close to the limit, in this run.
+        self._stuck: set[int] = set()
+        self._expiring: set[int] = set()
 
     def line(self, text: str) -> None:
         with self._lock:
@@ -51,3 +57,28 @@ class LineReporter:
 
     def note(self, message: str) -> None:
         self.line(message)
+
+    def ages(
+        self, jobs: Iterable[JobView], now: datetime, stuck_after: timedelta = DEFAULT_STUCK_AFTER
+    ) -> None:
+        """Say it when a job in flight becomes stuck, and again when it gets close to
+        the service's limit: once each per job and run, not on every cycle."""
+        for job in jobs:
+            age = job_age(job, now, stuck_after)
+            if age is None:
+                continue
+            name = f" ({job.batch_name})" if job.batch_name else ""
+            if age.stuck and job.id not in self._stuck:
+                self._stuck.add(job.id)
+                self.line(
+                    f"{job.input_file}: stuck: {states.short(job.state)} for "
+                    f"{format_duration(age.age)}, more than {short_span(stuck_after)}{name}"
+                )
+            if age.expires_in is not None and job.id not in self._expiring:
+                self._expiring.add(job.id)
+                limit = round(EXPIRY.total_seconds() / 3600)
+                when = f"in {short_span(age.expires_in)}" if age.expires_in else "now"
+                self.line(
+                    f"{job.input_file}: expires {when}: the service "
+                    f"ends a batch not done {limit}h after creation{name}"
+                )

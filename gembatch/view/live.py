@@ -15,6 +15,10 @@ Frames come from :func:`gembatch.view.dashboard.render_dashboard`; this module d
 - The countdown tick (once a second, from the poll loop) reuses the last frame
   with a new clock: no database read, no re-ordering of thousands of jobs.
 - A terminal resize is noticed within a fraction of a second and redrawn.
+- A checked row stays highlighted a while after its check (a few milliseconds)
+  ends, and is redrawn when that runs out (:mod:`gembatch.view.highlight`).
+- Each read feeds the run's done count to a :class:`~gembatch.view.progress.RateMeter`:
+  the rate and time left shown are what this view saw happen.
 
 What drives it (the poller's reporter, the ``watch`` loop) and whether a
 terminal gets it at all are in :mod:`gembatch.view.live_drivers`.
@@ -27,18 +31,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType, TracebackType
 
 from rich.console import Console
 from rich.live import Live
 
 from gembatch.common import states, timeutil
+from gembatch.common.ages import DEFAULT_STUCK_AFTER
 from gembatch.common.snapshot import Snapshot
 from gembatch.store.database import Store, db_display_name
 from gembatch.store.snapshots import read_jobs, read_snapshot
 from gembatch.view.dashboard import Dashboard, render_dashboard
 from gembatch.view.dashboard_summary import DashboardInfo, DownloadProgress, Mode
+from gembatch.view.highlight import CHECK_HOLD, CheckHighlights, polled_since
+from gembatch.view.progress import RateMeter, run_progress
 
 # Bursts of reports (16 workers finishing at once) become one frame.
 MIN_REDRAW_INTERVAL = 0.1
@@ -75,6 +82,9 @@ class LiveView:
         db_name: str | None = None,
         min_interval: float = MIN_REDRAW_INTERVAL,
         clock: Callable[[], datetime] = timeutil.now,
+        monotonic: Callable[[], float] = time.monotonic,
+        stuck_after: timedelta = DEFAULT_STUCK_AFTER,
+        check_hold: float = CHECK_HOLD,
     ) -> None:
         self._store = store
         self._console = console
@@ -82,11 +92,14 @@ class LiveView:
         self._db_name = db_name if db_name is not None else db_display_name(store)
         self._min_interval = min_interval
         self._clock = clock
+        self._monotonic = monotonic
+        self._stuck_after = stuck_after
         # Guards the fields below it; never held while drawing or reading the database.
         self._lock = threading.Lock()
         self._full_reload = True
         self._dirty: set[int] = set()
-        self._checking: set[int] = set()
+        self._highlights = CheckHighlights(check_hold, monotonic)
+        self._rate = RateMeter()
         self._transfers: dict[int, _Transfer] = {}
         self._newly: int | None = None
         self._last_update: datetime | None = None
@@ -121,11 +134,10 @@ class LiveView:
         self._wake.set()
 
     def set_checking(self, job_id: int, active: bool) -> None:
-        with self._lock:
-            if active:
-                self._checking.add(job_id)
-            else:
-                self._checking.discard(job_id)
+        if active:
+            self._highlights.start(job_id)
+        else:
+            self._highlights.end(job_id)
         self._wake.set()
 
     def transfer(self, job_id: int, done: int) -> None:
@@ -176,8 +188,8 @@ class LiveView:
             self._exit_summary = exit_summary
             self._deadline = None
             self._transfers.clear()
-            self._checking.clear()
             self._full_reload = True
+        self._highlights.clear()
         self.redraw()
 
     # ------------------------------------------------------------------ drawing
@@ -199,6 +211,7 @@ class LiveView:
             exit_summary=self._exit_summary,
             note=self._note,
             mode=self._mode,
+            rate=self._rate.rate,
         )
 
     def _read(self, full: bool, dirty: set[int]) -> Snapshot:
@@ -212,9 +225,15 @@ class LiveView:
             snapshot = previous.updated(read_jobs(self._store, dirty))
         else:
             snapshot = previous
+        if full and previous is not None and not self._finished:
+            # Jobs the cycle checked without a report of their own (a listing).
+            self._highlights.hold(polled_since(previous, snapshot))
         if snapshot is not previous:
             self._snapshot = snapshot
             self._known_ids = frozenset(job.id for job in snapshot.jobs)
+            done = run_progress(snapshot.jobs).done
+            with self._lock:
+                self._rate.observe(self._monotonic(), done)
         return snapshot
 
     def _watch_figures(self, previous: Snapshot | None, snapshot: Snapshot) -> None:
@@ -243,7 +262,7 @@ class LiveView:
                 dirty, self._dirty = self._dirty, set()
                 # A job being checked that the view has not read yet was just
                 # imported (the cycle merges job-info.jsonl first): read it too.
-                dirty |= self._checking - self._known_ids
+                dirty |= self._highlights.active() - self._known_ids
             try:
                 snapshot = self._read(full, dirty)
             except Exception as exc:
@@ -256,10 +275,19 @@ class LiveView:
                 if self._snapshot is None:
                     return
                 snapshot = self._snapshot
+            checking = self._highlights.active()
+            held = self._highlights.shown() - checking
             with self._lock:
-                checking = frozenset(self._checking)
                 info = self._info()
-            self._show(render_dashboard(snapshot, self._clock(), checking=checking, info=info))
+            frame = render_dashboard(
+                snapshot,
+                self._clock(),
+                checking=checking,
+                held=held,
+                info=info,
+                stuck_after=self._stuck_after,
+            )
+            self._show(frame)
 
     def _show(self, frame: Dashboard) -> None:
         # Called with self._draw_lock held.
@@ -272,7 +300,9 @@ class LiveView:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            woke = self._wake.wait(_RESIZE_POLL)
+            unhold = self._highlights.next_change()
+            wait = _RESIZE_POLL if unhold is None else min(_RESIZE_POLL, unhold + 0.01)
+            woke = self._wake.wait(wait)
             if self._stopping.is_set():
                 return
             if woke:
@@ -290,11 +320,14 @@ class LiveView:
                     self._note = f"view: {type(exc).__name__}: {exc}"
 
     def _stale(self) -> bool:
-        """Resized, or the countdown ran out (a cycle started) since the last frame."""
+        """Resized, a held highlight ran out, or the countdown ran out (a cycle
+        started) since the last frame."""
         size = self._console.size
         if (size.width, size.height) != self._drawn_size:
             return True
         frame = self._frame
+        if frame is not None and frame.checking | frame.held != self._highlights.shown():
+            return True
         with self._lock:
             deadline = self._deadline
         return (

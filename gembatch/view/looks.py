@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from rich.text import Text
 
 from gembatch.common import states
+from gembatch.common.ages import Age, short_span
+from gembatch.common.batch import all_requests_failed
 from gembatch.common.snapshot import JobView
 from gembatch.common.timeutil import ensure_utc, format_duration
 
@@ -29,9 +31,14 @@ class StateLook:
     style: str
 
 
+# Not a stored state: how a SUCCEEDED job reads when every one of its requests
+# failed (the API's batchStats say so). It produced nothing usable: a failure.
+ALL_FAILED = "gembatch:all-failed"
+
 _LOOKS: dict[str, StateLook] = {
     states.SUCCEEDED: StateLook("✓", "succeeded", "green"),
     states.FAILED: StateLook("✗", "failed", "red"),
+    ALL_FAILED: StateLook("✗", "all failed", "red"),
     states.CANCELLED: StateLook("⊘", "cancelled", "dark_orange"),
     states.EXPIRED: StateLook("⧖", "expired", "magenta"),
     states.RUNNING: StateLook("●", "running", "yellow"),
@@ -56,6 +63,43 @@ def state_look(state: str | None) -> StateLook:
     return StateLook("•", states.short(state), "yellow")
 
 
+def all_failed(job: JobView) -> bool:
+    """SUCCEEDED, but the API counted every request as failed and none as succeeded."""
+    return job.state == states.SUCCEEDED and all_requests_failed(
+        job.api_request_count, job.api_succeeded_count, job.api_failed_count
+    )
+
+
+def display_state(job: JobView) -> str | None:
+    """The state a job is shown (and counted) in: its own, or :data:`ALL_FAILED`."""
+    return ALL_FAILED if all_failed(job) else job.state
+
+
+def job_look(job: JobView) -> StateLook:
+    return state_look(display_state(job))
+
+
+# A job in flight that needs a look: stuck, or close to the service's 48 h limit.
+STUCK_STYLE = "bold yellow"
+EXPIRING_STYLE = "bold magenta"
+
+
+def age_mark(age: Age | None) -> tuple[str, str] | None:
+    """``("expires in 3h12m", style)`` or ``("stuck", style)``; None for nothing to say.
+
+    Close to the limit wins: it is the more urgent of the two.
+    """
+    if age is None:
+        return None
+    if age.expires_in is not None:
+        if not age.expires_in:
+            return "expires now", EXPIRING_STYLE
+        return f"expires in {short_span(age.expires_in)}", EXPIRING_STYLE
+    if age.stuck:
+        return "stuck", STUCK_STYLE
+    return None
+
+
 def state_cell(state: str | None) -> Text:
     """``✓ succeeded`` in green, ``✗ failed`` in red, and so on."""
     look = state_look(state)
@@ -77,7 +121,8 @@ def count_parts(counts: Counter[str | None], *, labels: bool) -> Text:
         look = state_look(state)
         if parts:
             parts.append(" · " if labels else ", ")
-        known = state in _LOOKS
+        # Only the plain outcomes go by symbol alone; "all failed" shares ✗ with failed.
+        known = state in _LOOKS and state != ALL_FAILED
         word = f"{look.symbol} {look.label}" if labels or not known else look.symbol
         parts.append(f"{counts[state]:,} ", style=look.style)
         parts.append(word, style=look.style)

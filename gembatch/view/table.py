@@ -11,30 +11,44 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
+from gembatch.common import states
+from gembatch.common.ages import DEFAULT_STUCK_AFTER, job_age
 from gembatch.common.snapshot import JobView, Snapshot
 from gembatch.common.timeutil import ensure_utc
-from gembatch.view.looks import Duration, count_parts, job_duration, job_error, state_look
+from gembatch.view.fit import GAP, Column, Form
+from gembatch.view.looks import (
+    ALL_FAILED,
+    Duration,
+    age_mark,
+    all_failed,
+    count_parts,
+    display_state,
+    job_duration,
+    job_error,
+    job_look,
+)
+from gembatch.view.progress import (
+    BAR_WIDTH,
+    NARROW_BAR_WIDTH,
+    Pieces,
+    figures_width,
+    in_flight_progress,
+    progress_pieces,
+)
 
 # White on red: a red ✗ or a red error would vanish on a red background.
 CHECKING_STYLE = "bold white on red"
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 COMPACT_TIME_FORMAT = "%m-%d %H:%M"
-
-# Two spaces between columns, none at the edges (like rich's SIMPLE_HEAD box).
-_GAP = "  "
-_INPUT_MIN = 16
-_ERROR_MIN = 16
-# Dropped in this order when the terminal is too narrow: the duration and the
-# create time still tell when a job ran.
-_OPTIONAL = ("ended", "created", "requests")
+SHORT_TIME_FORMAT = "%H:%M"
+SHORT_DATE_FORMAT = "%m-%d"
 
 _STYLE_CACHE: dict[str, Style] = {}
 
@@ -59,8 +73,8 @@ def _duration_style(duration: Duration) -> str:
 
 
 def fold_line(folded: Iterable[JobView]) -> Text:
-    """``… 940 more: 930 ✓, 10 ⊘`` (``? unknown`` and future states by name)."""
-    counts: Counter[str | None] = Counter(job.state for job in folded)
+    """``… 940 more: 930 ✓, 10 ⊘`` (``? unknown``, ``✗ all failed`` and future states by name)."""
+    counts: Counter[str | None] = Counter(display_state(job) for job in folded)
     line = Text(f"… {sum(counts.values()):,} more: ")
     line.append_text(count_parts(counts, labels=False))
     return line
@@ -73,7 +87,14 @@ def totals_line(snapshot: Snapshot) -> Text:
     line.append(f", {snapshot.total_requests:,} requests")
     if jobs:
         line.append(": ")
-        line.append_text(count_parts(Counter(snapshot.totals), labels=True))
+        counts = Counter(snapshot.totals)
+        # A succeeded job with every request failed is counted as what it is.
+        failed_all = sum(1 for job in snapshot.jobs if job.api_failed_count and all_failed(job))
+        if failed_all:
+            counts[states.SUCCEEDED] -= failed_all
+            counts[ALL_FAILED] = failed_all
+            counts = +counts
+        line.append_text(count_parts(counts, labels=True))
     return line
 
 
@@ -95,25 +116,74 @@ def clip_right(text: str, width: int) -> str:
     return set_cell_size(text, width - 1) + "…"
 
 
-@dataclass(slots=True)
-class Column:
-    """One column of the status table: plain cell strings and their styles."""
-
-    name: str
-    cells: list[str]
-    styles: list[str]
-    right: bool = False
-    width: int = 0
-    # Shorter cells to switch to before the column would be dropped (times without the year).
-    compact: list[str] | None = None
-
-    def natural(self) -> int:
-        return max([cell_len(self.name), *(cell_len(cell) for cell in self.cells)])
+def _short_time(value: datetime | None, now: datetime, tz: tzinfo | None) -> str:
+    """``18:35`` today, ``12-01`` on another day: five cells either way."""
+    if value is None:
+        return ""
+    local = ensure_utc(value).astimezone(tz)  # type: ignore[union-attr]
+    today = ensure_utc(now).astimezone(tz).date()  # type: ignore[union-attr]
+    return local.strftime(SHORT_TIME_FORMAT if local.date() == today else SHORT_DATE_FORMAT)
 
 
-def status_columns(jobs: list[JobView], now: datetime, tz: tzinfo | None) -> list[Column]:
-    """Every column, widths not yet fitted; the error column only when a job has one."""
-    looks = [state_look(job.state) for job in jobs]
+def _time_column(
+    name: str, values: list[datetime | None], now: datetime, tz: tzinfo | None
+) -> Column:
+    n = len(values)
+    return Column(
+        name,
+        [_time_cell(v, tz) for v in values],
+        [""] * n,
+        shorter=[
+            Form([_time_cell(v, tz, COMPACT_TIME_FORMAT) for v in values]),
+            Form([_short_time(v, now, tz) for v in values]),
+        ],
+    )
+
+
+def _state_column(jobs: list[JobView], now: datetime, stuck_after: timedelta) -> Column:
+    """``● running``, ``✗ all failed``, ``● running · stuck``; shorter: ``● stuck``."""
+    cells, styles, short = [], [], []
+    for job in jobs:
+        look = job_look(job)
+        mark = age_mark(job_age(job, now, stuck_after))
+        if mark is None:
+            cells.append(f"{look.symbol} {look.label}")
+            styles.append(look.style)
+            short.append(cells[-1])
+        else:
+            cells.append(f"{look.symbol} {look.label} · {mark[0]}")
+            styles.append(mark[1])
+            short.append(f"{look.symbol} {mark[0]}")
+    return Column("state", cells, styles, shorter=[Form(short)] if short != cells else [])
+
+
+def _progress_column(jobs: list[JobView]) -> Column | None:
+    """Done of total with a bar, for jobs in flight the API reported counts for."""
+    counts = [in_flight_progress(job) for job in jobs]
+    if not any(counts):
+        return None
+    width = figures_width(counts)
+
+    def form(bar: int) -> Form:
+        pieces = [None if c is None else progress_pieces(c, bar, width) for c in counts]
+        cells = ["" if p is None else "".join(text for text, _ in p) for p in pieces]
+        return Form(cells, pieces)
+
+    full, narrow, bare = form(BAR_WIDTH), form(NARROW_BAR_WIDTH), form(0)
+    return Column(
+        "progress", full.cells, [""] * len(jobs), pieces=full.pieces, shorter=[narrow, bare]
+    )
+
+
+def status_columns(
+    jobs: list[JobView],
+    now: datetime,
+    tz: tzinfo | None,
+    *,
+    stuck_after: timedelta = DEFAULT_STUCK_AFTER,
+) -> list[Column]:
+    """Every column, widths not yet fitted; progress only when a job in flight has
+    counts, the error column only when a job has an error."""
     durations = [job_duration(job, now) for job in jobs]
     errors = [job_error(job) for job in jobs]
     n = len(jobs)
@@ -126,21 +196,14 @@ def status_columns(jobs: list[JobView], now: datetime, tz: tzinfo | None) -> lis
             [""] * n,
             right=True,
         ),
-        Column(
-            "state", [f"{look.symbol} {look.label}" for look in looks], [lk.style for lk in looks]
-        ),
-        Column(
-            "created",
-            [_time_cell(job.create_time, tz) for job in jobs],
-            [""] * n,
-            compact=[_time_cell(job.create_time, tz, COMPACT_TIME_FORMAT) for job in jobs],
-        ),
-        Column(
-            "ended",
-            [_time_cell(job.end_time, tz) for job in jobs],
-            [""] * n,
-            compact=[_time_cell(job.end_time, tz, COMPACT_TIME_FORMAT) for job in jobs],
-        ),
+        _state_column(jobs, now, stuck_after),
+    ]
+    progress = _progress_column(jobs)
+    if progress is not None:
+        columns.append(progress)
+    columns += [
+        _time_column("created", [job.create_time for job in jobs], now, tz),
+        _time_column("ended", [job.end_time for job in jobs], now, tz),
         Column(
             "duration",
             [str(d) for d in durations],
@@ -151,50 +214,6 @@ def status_columns(jobs: list[JobView], now: datetime, tz: tzinfo | None) -> lis
     if any(errors):
         columns.append(Column("error", errors, ["red"] * n))
     return columns
-
-
-def fit_columns(columns: list[Column], width: int | None) -> list[Column]:
-    """Set each column's width for a table ``width`` cells wide; drop what cannot fit.
-
-    Ids, counts, states, times and durations are never cut: on a narrow terminal
-    the end time, then the create time, then the request count are left out.
-    The input file and the error share the room left (each gets at least a
-    useful minimum when it needs it), then get cut.
-    """
-    for column in columns:
-        column.width = column.natural()
-    if width is None:
-        return columns
-    kept = list(columns)
-    flexible = {"input file", "error"}
-
-    def room() -> int:
-        fixed = sum(c.width for c in kept if c.name not in flexible)
-        return width - fixed - len(_GAP) * (len(kept) - 1)
-
-    wanted = sum(
-        min(c.width, _INPUT_MIN if c.name == "input file" else _ERROR_MIN)
-        for c in kept
-        if c.name in flexible
-    )
-    if room() < wanted:
-        for column in kept:
-            if column.compact is not None:
-                column.cells = column.compact
-                column.width = column.natural()
-    for name in _OPTIONAL:
-        if room() >= wanted:
-            break
-        kept = [c for c in kept if c.name != name]
-    space = room()
-    inputs = next(c for c in kept if c.name == "input file")
-    error = next((c for c in kept if c.name == "error"), None)
-    if error is None:
-        inputs.width = min(inputs.width, max(_INPUT_MIN, space))
-    else:
-        inputs.width = min(inputs.width, max(_INPUT_MIN, space - _ERROR_MIN))
-        error.width = min(error.width, max(_ERROR_MIN, space - inputs.width))
-    return kept
 
 
 def _cell(column: Column, text: str) -> str:
@@ -220,11 +239,11 @@ def table_segments(
     bold = _style("bold")
     for index, column in enumerate(columns):
         if index:
-            yield Segment(_GAP)
+            yield Segment(GAP)
         header = _cell(column, column.name)
         yield Segment(header.rstrip() if index == len(columns) - 1 else header, bold)
     yield Segment.line()
-    total = sum(c.width for c in columns) + len(_GAP) * (len(columns) - 1)
+    total = sum(c.width for c in columns) + len(GAP) * (len(columns) - 1)
     yield Segment("─" * total, _style("dim"))
     yield Segment.line()
     highlight = _style(CHECKING_STYLE)
@@ -233,7 +252,11 @@ def table_segments(
         row_style = highlight if job.id in checking else None
         for index, column in enumerate(columns):
             if index:
-                yield Segment(_GAP, row_style)
+                yield Segment(GAP, row_style)
+            pieces = column.pieces[row] if column.pieces is not None else None
+            if pieces:
+                yield from _piece_segments(column, pieces, row_style, index == last)
+                continue
             text = _cell(column, column.cells[row])
             if index == last and row_style is None:
                 # No trailing blanks on plain rows (pipes, diffs); a checked row
@@ -241,3 +264,16 @@ def table_segments(
                 text = text.rstrip()
             yield Segment(text, _style(column.styles[row]) + row_style)
         yield Segment.line()
+
+
+def _piece_segments(
+    column: Column, pieces: Pieces, row_style: Style | None, last: bool
+) -> Iterator[Segment]:
+    """A cell of several styled pieces (never cut: its forms are its widths), padded."""
+    used = 0
+    for text, style in pieces:
+        used += cell_len(text)
+        yield Segment(text, _style(style) + row_style)
+    pad = column.width - used
+    if pad > 0 and not (last and row_style is None):
+        yield Segment(" " * pad, row_style)
