@@ -35,12 +35,23 @@ def test_report_formats_after_a_real_poll(emulator: Emulator, workdir: Path, run
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     summary = data["summary"]
-    assert (summary["succeeded"], summary["failed"], summary["no_result"]) == (4, 4, 4)
+    # The FAILED job left no result file: its outcomes are the API's last batchStats
+    # (the emulator, like the service, counts every request of a failed batch as failed).
+    assert (summary["succeeded"], summary["failed"], summary["no_result"]) == (4, 8, 0)
+    assert summary["from_api_stats"] == [3]
+    # Job 2 SUCCEEDED with every request failed: a failed job, not a success.
+    assert summary["job_outcomes"] == {"failed": 2, "succeeded": 1}
+    assert summary["all_failed_jobs"] == 1
     assert summary["duration_seconds"]["count"] == 3
     assert summary["requests_done"] == 12
     jobs = {job["input_file"]: job for job in data["jobs"]}
     assert jobs["batch/001.jsonl"]["api_failed_count"] == 4  # poll recorded batchStats
     assert jobs["batch/001.jsonl"]["failed"] == 4
+    assert jobs["batch/001.jsonl"]["outcome"] == "failed"
+    assert jobs["batch/001.jsonl"]["outcome_source"] == "result_file"
+    assert jobs["batch/002.jsonl"]["outcome_source"] == "api_stats"
+    assert (jobs["batch/002.jsonl"]["failed"], jobs["batch/002.jsonl"]["no_result"]) == (4, 0)
+    assert {job["kind"] for job in data["jobs"]} == {"generate"}
     assert data["warnings"] == []  # result files and batchStats agree
     assert [e["count"] for e in data["errors"]] == [4]
     # Every token the emulator reported, summed by hand from the result file.
@@ -55,11 +66,15 @@ def test_report_formats_after_a_real_poll(emulator: Emulator, workdir: Path, run
         "JOB_STATE_SUCCEEDED",
         "JOB_STATE_FAILED",
     ]
-    assert rows[1]["failed"] == "4" and rows[2]["no_result"] == "4"
+    assert rows[1]["failed"] == "4" and rows[2]["failed"] == "4"
+    assert rows[2]["outcome_source"] == "api_stats"
 
     table = run_cli("report")
     assert table.exit_code == 0
-    assert "4 succeeded · 4 failed · 4 without result" in table.output
+    assert "4 succeeded · 8 failed" in table.output
+    assert "1 succeeded · 2 failed (1 with every request failed)" in table.output
+    assert "jobs #3: no result file read" in table.output
+    assert "✗ all failed" in table.output
     assert "timeline" in table.output
 
     out = workdir / "retry-me.jsonl"

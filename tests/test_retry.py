@@ -97,3 +97,112 @@ def test_retry_resubmits_only_failed_requests(emulator: Emulator, workdir: Path,
     assert emulator.count("batches.create") == 0
     report = json.loads(run_cli("report", "--json").output)
     assert {j["id"]: j["retry_of"] for j in report["jobs"]}[retries[1].id] == 1
+
+
+# --- kinds, priority and the order of a retry ------------------------------------------
+
+
+def embed_input(path: Path, count: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "key": f"doc-{n}",
+                    "request": {
+                        "content": {"parts": [{"text": f"passage {n}"}]},
+                        "output_dimensionality": 4,
+                    },
+                }
+            )
+            + "\n"
+            for n in range(count)
+        )
+    )
+
+
+def test_an_embeddings_job_is_retried_as_an_embeddings_job(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    emulator.add_rule(OutcomeRule(outcome="SUCCEEDED", index=0, request_error_rate=0.5))
+    embed_input(workdir / "emb" / "docs.jsonl", 8)
+    submitted = run_cli(
+        "submit",
+        "--embed",
+        "--priority",
+        "7",
+        "--base-url",
+        emulator.base_url,
+        "emb/docs.jsonl",
+        env=ENV,
+    )
+    assert submitted.exit_code == 0, submitted.output
+    poll(emulator, run_cli)
+    ok, bad = keys_by_outcome(workdir / "emb" / "results" / "docs.jsonl")
+    assert ok and bad
+
+    emulator.reset_stats()
+    result = run_cli("retry", "--base-url", emulator.base_url, env=ENV)
+    assert result.exit_code == 0, result.output
+    # Made through the embeddings create (asyncBatchEmbedContent), not batchGenerateContent.
+    assert emulator.count("batches.create_embeddings") == 1
+    assert emulator.count("batches.create") == 0
+    original, again = rows(workdir)
+    assert again.retry_of_job_id == original.id
+    assert (again.kind, again.model, again.priority) == ("embed", original.model, 7)
+    assert original.kind == "embed"
+    assert [
+        json.loads(line)["key"] for line in (workdir / again.input_file).read_text().splitlines()
+    ] == sorted(bad, key=lambda key: int(key.split("-")[1]))
+
+    poll(emulator, run_cli)
+    again = rows(workdir)[1]
+    assert again.state == states.SUCCEEDED
+    lines = [json.loads(line) for line in Path(again.result_path or "").read_text().splitlines()]
+    assert {line["key"] for line in lines} == bad
+    assert all(len(line["response"]["embedding"]["values"]) == 4 for line in lines)
+
+
+def test_expired_jobs_are_offered_and_retried_first(
+    emulator: Emulator, workdir: Path, run_cli
+) -> None:
+    emulator.add_rule(OutcomeRule(outcome="FAILED", index=0, message="input rejected"))
+    emulator.add_rule(OutcomeRule(outcome="SUCCEEDED", index=1, request_error_rate=1.0))
+    emulator.add_rule(OutcomeRule(outcome="EXPIRED", index=2))
+    emulator.add_rule(OutcomeRule(outcome="EXPIRED", index=3))
+    make_jobs(emulator, workdir, 4, requests=2)
+    poll(emulator, run_cli)
+    assert [job.state for job in rows(workdir)] == [
+        states.FAILED,
+        states.SUCCEEDED,
+        states.EXPIRED,
+        states.EXPIRED,
+    ]
+
+    # The preview: what would go, in the order it would go, and nothing made.
+    emulator.reset_stats()
+    preview = run_cli("retry", "--dry-run", env={})  # no API key needed to look
+    assert preview.exit_code == 0, preview.output
+    lines = preview.output.splitlines()
+    assert lines == [
+        "#3: 2 requests in batch/002.retry-j3.jsonl: would submit (expired; generate)",
+        "#4: 2 requests in batch/003.retry-j4.jsonl: would submit (expired; generate)",
+        "#1: 2 requests in batch/000.retry-j1.jsonl: would submit (failed; generate)",
+        "#2: 2 requests in batch/001.retry-j2.jsonl: would submit (succeeded; generate)",
+        "dry run: nothing submitted",
+    ]
+    assert emulator.count() == 0
+    assert len(rows(workdir)) == 4
+    assert not (workdir / "batch" / "002.retry-j3.jsonl").exists()
+
+    # The run itself submits in that order: the expired jobs' retries are made first.
+    result = run_cli("retry", "--base-url", emulator.base_url, env=ENV)
+    assert result.exit_code == 0, result.output
+    assert [line.split(":")[0] for line in result.output.splitlines()] == ["#3", "#4", "#1", "#2"]
+    retries = [job for job in rows(workdir) if job.retry_of_job_id]
+    assert [job.retry_of_job_id for job in sorted(retries, key=lambda job: job.id)] == [3, 4, 1, 2]
+    # report --failed lists the same requests in the same order.
+    out = workdir / "failed.jsonl"
+    assert run_cli("report", "--failed", "-o", str(out)).exit_code == 0
+    keys = [json.loads(line)["key"] for line in out.read_text().splitlines()]
+    assert keys[:4] == ["req-2-0", "req-2-1", "req-3-0", "req-3-1"]

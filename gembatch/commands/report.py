@@ -46,9 +46,10 @@ def _discount_default() -> dict[str, Any]:
 @click.option("--nl", "fmt", flag_value="nl", help="One JSON object per job, one per line.")
 @click.option(
     "--by",
-    type=click.Choice(["model", "state"]),
+    type=click.Choice(["model", "state", "kind"]),
     multiple=True,
-    help="Totals by model and/or state (default: both).",
+    help="Totals by model, state and/or kind of job (default: all; by kind once"
+    " embeddings jobs are in the run).",
 )
 @click.option(
     "--price",
@@ -167,7 +168,7 @@ def report(
     console.print(
         render_report(
             result,
-            by=by or ("model", "state"),
+            by=by or ("model", "state", "kind"),
             timeline=not no_timeline,
             timeline_rows=timeline_rows,
             job_rows_max=None if show_all else 50,

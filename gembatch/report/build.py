@@ -7,19 +7,19 @@ rendering (rich, JSON, CSV, the timeline) only formats a :class:`Report`.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from gembatch.common import states
 from gembatch.common.snapshot import JobView
-from gembatch.report.figures import Group, JobReport, Report, Spread
+from gembatch.report.figures import FROM_API, Group, JobReport, Report, Spread
 from gembatch.report.pricing import PriceTable
 from gembatch.report.resultstats import ResultSource, Tokens, load_stats
 from gembatch.store.database import Store
 from gembatch.store.reports import report_rows
-from gembatch.view.looks import job_duration
+from gembatch.view.looks import job_duration, state_look
 
 # --- loading ---------------------------------------------------------------------------
 
@@ -82,13 +82,19 @@ def build_report(
             result_path=row.result_path,
             retry_of=row.retry_of_job_id,
             stats=loaded.stats.get(row.id),
+            api_pending_count=row.api_pending_count,
+            kind=row.kind or "generate",
+            priority=row.priority,
         )
         if row.id in loaded.missing:
             job.warnings.append(loaded.missing[row.id])
         if row.id in loaded.notes:
             job.warnings.append(loaded.notes[row.id])
         _check(job)
-        job.cost = prices.cost(job.model, job.tokens.prompt, job.tokens.output, job.tokens.thinking)
+        tokens = job.tokens
+        job.cost = prices.cost(
+            job.model, tokens.prompt, tokens.output, tokens.thinking, kind=job.kind
+        )
         jobs.append(job)
     return summarize(jobs, now, prices)
 
@@ -132,6 +138,7 @@ def _group(name: str, members: list[JobReport]) -> Group:
         group.succeeded += job.succeeded or 0
         group.failed += job.failed or 0
         group.not_run += job.not_run
+        group.pending += job.pending
         group.tokens.add(job.tokens)
     group.cost = _sum_costs(members)
     group.durations = Spread.of(
@@ -197,10 +204,15 @@ def summarize(jobs: list[JobReport], now: datetime, prices: PriceTable) -> Repor
         cost=_sum_costs(jobs),
         unpriced_models=sorted(unpriced),
         by_model=_groups(jobs, lambda j: j.model or "(unknown)"),
-        by_state=_groups(jobs, lambda j: states.short(j.state)),
+        # A SUCCEEDED job whose every request failed is its own "all failed" group.
+        by_state=_groups(jobs, lambda j: state_look(j.display_state).label),
         errors=sorted(
             ((code, message, count) for (code, message), count in errors.items()),
             key=lambda item: (-item[2], item[0], item[1]),
         ),
         warnings=warnings,
+        pending=sum(j.pending for j in jobs),
+        by_kind=_groups(jobs, lambda j: j.kind),
+        from_api=[j.id for j in jobs if j.outcome_source == FROM_API],
+        job_outcomes=dict(sorted(Counter(j.outcome for j in jobs).items())),
     )

@@ -98,7 +98,8 @@ def collect_failed(
     job_ids: list[int] | None = None,
     include_cancelled: bool = False,
 ) -> FailedScan:
-    """Every failed request of the chosen jobs (all jobs by default), grouped by job."""
+    """Every failed request of the chosen jobs (all jobs by default), grouped by job:
+    expired jobs first, then the rest, each in id order."""
     wanted = set(RETRYABLE_STATES)
     if include_cancelled:
         wanted.add(states.CANCELLED)
@@ -118,6 +119,8 @@ def collect_failed(
             continue
         if selected.lines:
             scan.sets.append(selected)
+    # Expired jobs first, as retry submits them: their requests never ran at all.
+    scan.sets.sort(key=lambda selected: selected.job.state != states.EXPIRED)
     return scan
 
 

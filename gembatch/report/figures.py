@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gembatch.common import states
-from gembatch.report.pricing import PriceTable
+from gembatch.common.batch import all_requests_failed
+from gembatch.report.pricing import EMBED_KIND, PriceTable
 from gembatch.report.resultstats import ResultStats, Tokens
-from gembatch.view.looks import Duration
+from gembatch.view.looks import ALL_FAILED, Duration
+
+# Where a job's request outcomes come from (``JobReport.outcome_source``).
+FROM_RESULTS = "result_file"
+FROM_API = "api_stats"
 
 
 @dataclass
@@ -42,10 +47,28 @@ class JobReport:
     stats: ResultStats | None = None  # None: no result file to read
     cost: float | None = None  # estimated USD; None when the model has no price
     warnings: list[str] = field(default_factory=list)
+    api_pending_count: int | None = None
+    kind: str = "generate"  # or "embed": an embeddings batch
+    priority: int | None = None
 
     @property
     def terminal(self) -> bool:
         return states.is_terminal(self.state)
+
+    @property
+    def outcome_source(self) -> str | None:
+        """Where the request outcomes come from: :data:`FROM_RESULTS` (the result file),
+        :data:`FROM_API` (the API's last batchStats, for a job whose results were never
+        downloaded: failed, expired, cancelled, still running, deleted remotely first)
+        or None (nothing known)."""
+        if self.stats is not None:
+            return FROM_RESULTS
+        counts = (self.api_succeeded_count, self.api_failed_count, self.api_pending_count)
+        return FROM_API if any(count is not None for count in counts) else None
+
+    @property
+    def total_requests(self) -> int | None:
+        return self.request_count if self.request_count is not None else self.api_request_count
 
     @property
     def queued_seconds(self) -> float | None:
@@ -61,20 +84,73 @@ class JobReport:
 
     @property
     def succeeded(self) -> int | None:
-        return None if self.stats is None else self.stats.succeeded
+        if self.stats is not None:
+            return self.stats.succeeded
+        if self.outcome_source == FROM_API:
+            return self.api_succeeded_count or 0
+        return None
 
     @property
     def failed(self) -> int | None:
-        """Error lines plus malformed lines: requests that did not get an answer."""
-        return None if self.stats is None else self.stats.failed + self.stats.malformed
+        """Error lines plus malformed lines: requests that did not get an answer (or,
+        without a result file, the requests the API counted as failed)."""
+        if self.stats is not None:
+            return self.stats.failed + self.stats.malformed
+        if self.outcome_source == FROM_API:
+            return self.api_failed_count or 0
+        return None
+
+    @property
+    def pending(self) -> int:
+        """Requests of a job in flight not done yet, by the API's last batchStats."""
+        if self.terminal or self.outcome_source != FROM_API:
+            return 0
+        # In flight, whatever is not done is pending: from the API's own total first
+        # (batchStats leave zero counters out), its pending count only without one.
+        total = self.api_request_count
+        if total is None and self.api_pending_count is not None:
+            return self.api_pending_count
+        total = self.total_requests if total is None else total
+        return max(0, total - (self.succeeded or 0) - (self.failed or 0)) if total else 0
 
     @property
     def not_run(self) -> int:
-        """Requests that have no line at all: a failed or expired job's, or missing lines."""
-        if not self.terminal or self.request_count is None:
+        """Requests of a finished job with no outcome: no line in its result file (a
+        failed or expired job's, or missing lines), or none the API counted as done."""
+        total = self.total_requests
+        if not self.terminal or total is None:
             return 0
-        seen = 0 if self.stats is None else self.stats.lines
-        return max(0, self.request_count - seen)
+        if self.stats is not None:
+            seen = self.stats.lines
+        else:
+            seen = (self.succeeded or 0) + (self.failed or 0)
+        return max(0, total - seen)
+
+    @property
+    def all_failed(self) -> bool:
+        """SUCCEEDED, yet not one request succeeded and some failed: nothing usable came
+        back, so the job counts as a failure. The result file decides when there is one
+        (missing lines count as failed, as retry takes them); else the API's batchStats."""
+        if self.state != states.SUCCEEDED:
+            return False
+        if self.stats is not None:
+            return self.stats.succeeded == 0 and bool(
+                self.stats.failed + self.stats.malformed + self.not_run
+            )
+        return all_requests_failed(
+            self.api_request_count, self.api_succeeded_count, self.api_failed_count
+        )
+
+    @property
+    def outcome(self) -> str:
+        """The job's outcome as the report counts it: its state's short name, or
+        ``failed`` for a SUCCEEDED job whose every request failed."""
+        return states.short(states.FAILED) if self.all_failed else states.short(self.state)
+
+    @property
+    def display_state(self) -> str | None:
+        """The state shown: its own, or the view's "all failed"."""
+        return ALL_FAILED if self.all_failed else self.state
 
     @property
     def tokens(self) -> Tokens:
@@ -130,6 +206,7 @@ class Group:
     succeeded: int = 0
     failed: int = 0
     not_run: int = 0
+    pending: int = 0
     tokens: Tokens = field(default_factory=Tokens)
     cost: float | None = 0.0
     durations: Spread = field(default_factory=lambda: Spread.of(()))
@@ -158,6 +235,22 @@ class Report:
     by_state: list[Group]
     errors: list[tuple[int, str, int]]  # (code, message, count) over every job
     warnings: list[str]
+    pending: int = 0  # requests of jobs in flight not done yet (the API's batchStats)
+    by_kind: list[Group] = field(default_factory=list)  # generate, embed
+    # Jobs whose outcomes are the API's last batchStats (no result file was read).
+    from_api: list[int] = field(default_factory=list)
+    # Jobs by outcome (JobReport.outcome): a SUCCEEDED job whose every request failed
+    # is counted as failed.
+    job_outcomes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def all_failed_jobs(self) -> int:
+        return sum(1 for job in self.jobs if job.all_failed)
+
+    @property
+    def splits_by_kind(self) -> bool:
+        """Whether the kind of job matters here: embeddings jobs are in the run."""
+        return any(job.kind == EMBED_KIND for job in self.jobs)
 
     @property
     def span_seconds(self) -> float | None:

@@ -15,7 +15,8 @@ from gembatch.common.errors import BadInput
 
 # Shown under every cost figure, and carried in ``report --json``.
 ESTIMATE_NOTE = (
-    "Cost is an estimate: list prices per 1M tokens (thinking billed as output), "
+    "Cost is an estimate: list prices per 1M tokens (thinking billed as output, "
+    "embeddings bill input only), "
     "batch discount applied; override with --price MODEL=INPUT,OUTPUT."
 )
 
@@ -28,9 +29,21 @@ PRICES: dict[str, tuple[float, float]] = {
     "gemini-2.5-flash-lite": (0.10, 0.40),
     "gemini-2.0-flash": (0.10, 0.40),
     "gemini-2.0-flash-lite": (0.075, 0.30),
+    # Embeddings bill input tokens only (an embedding has no output tokens): $0.15
+    # per 1M standard, $0.075 per 1M through the Batch API, i.e. the same 50% off.
+    # Sources, read 2026-12-02: Google's launch post for the model
+    # (developers.googleblog.com/en/gemini-embedding-available-gemini-api/, "$0.15 per
+    # 1M input tokens") and the Batch API embeddings post of 2025-09-10
+    # (developers.googleblog.com/gemini-batch-api-now-supports-embeddings-and-openai-compatibility,
+    # "half the price - $0.075 per 1M input tokens"); the pricing page above lists the
+    # same figures, as independent summaries of it dated April 2026 quote them (the page
+    # itself was not reachable from here to read again).
+    "gemini-embedding-001": (0.15, 0.0),
 }
 # The Batch API bills 50% of the interactive price (same source).
 BATCH_DISCOUNT = 0.5
+# jobs.kind of an embeddings batch: its tokens are all input tokens.
+EMBED_KIND = "embed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +86,18 @@ class PriceTable:
         input_price, output_price = self.prices[best]
         return Price(best, input_price, output_price)
 
-    def cost(self, model: str | None, prompt: int, output: int, thinking: int) -> float | None:
-        """Estimated USD with the batch discount; ``None`` when the model has no price."""
+    def cost(
+        self, model: str | None, prompt: int, output: int, thinking: int, *, kind: str = "generate"
+    ) -> float | None:
+        """Estimated USD with the batch discount; ``None`` when the model has no price.
+
+        An embeddings job (``kind="embed"``) is billed for its input tokens alone.
+        """
         price = self.lookup(model)
         if price is None:
             return None
+        if kind == EMBED_KIND:
+            output = thinking = 0
         full = (
             prompt * price.input_per_million + (output + thinking) * price.output_per_million
         ) / 1_000_000

@@ -14,11 +14,16 @@ from rich.text import Text
 
 from gembatch.common import states
 from gembatch.common.timeutil import format_duration
-from gembatch.report.figures import Group, JobReport, Report, Spread
-from gembatch.report.pricing import ESTIMATE_NOTE
+from gembatch.report.figures import FROM_API, Group, JobReport, Report, Spread
+from gembatch.report.pricing import EMBED_KIND, ESTIMATE_NOTE
 from gembatch.report.resultstats import error_label
 from gembatch.view.looks import state_cell
 from gembatch.view.timeline import Bar, render_timeline
+
+# Marks the request figures that are the API's batchStats rather than a result file's.
+API_MARK = "*"
+# Jobs named one by one in a line of the summary before the rest are only counted.
+NAMED_JOBS = 10
 
 
 def _dur(seconds: float | None) -> str:
@@ -58,6 +63,8 @@ def summary_table(report: Report) -> Table:
         "jobs",
         f"{len(report.jobs):,} ({d.count:,} finished{approx})",
     )
+    if report.jobs:
+        table.add_row("job outcomes", _outcomes(report))
     if d.count:
         table.add_row(
             "duration",
@@ -84,17 +91,79 @@ def summary_table(report: Report) -> Table:
     if report.not_run:
         outcome.append(" · ")
         outcome.append(f"{report.not_run:,} without result", style="magenta")
+    if report.pending:
+        outcome.append(" · ")
+        outcome.append(f"{report.pending:,} pending", style="yellow")
     table.add_row("requests", outcome)
-    t = report.tokens
-    table.add_row(
-        "tokens",
-        f"{t.prompt:,} prompt · {t.output:,} output · {t.thinking:,} thinking · {t.total:,} total",
-    )
+    if report.from_api:
+        ids = ", ".join(f"#{job_id}" for job_id in report.from_api[:NAMED_JOBS])
+        if len(report.from_api) > NAMED_JOBS:
+            ids += f" and {len(report.from_api) - NAMED_JOBS:,} more"
+        table.add_row(
+            "",
+            Text(
+                f"{API_MARK} jobs {ids}: no result file read; their request figures are"
+                " the API's last batchStats",
+                style="dim",
+            ),
+        )
+    _token_rows(table, report)
     cost = _money(report.cost)
+    if len(report.by_kind) > 1:
+        cost += " (" + " · ".join(f"{_money(g.cost)} {g.name}" for g in report.by_kind) + ")"
     if report.unpriced_models:
         cost += f" (no price for {', '.join(report.unpriced_models)})"
     table.add_row("est. cost", cost)
     return table
+
+
+def _outcomes(report: Report) -> Text:
+    """``2 succeeded · 1 failed (1 with every request failed) · 1 running``."""
+    text = Text()
+    for name, count in sorted(
+        report.job_outcomes.items(), key=lambda item: _OUTCOME_ORDER.get(item[0], 99)
+    ):
+        if text:
+            text.append(" · ")
+        text.append(f"{count:,} {name}", style=_OUTCOME_STYLE.get(name, ""))
+        if name == "failed" and report.all_failed_jobs:
+            text.append(f" ({report.all_failed_jobs:,} with every request failed)", style="red")
+    return text
+
+
+_OUTCOME_ORDER = {
+    "succeeded": 0,
+    "failed": 1,
+    "cancelled": 2,
+    "expired": 3,
+    "running": 4,
+    "pending": 5,
+}
+_OUTCOME_STYLE = {"succeeded": "green", "failed": "red", "expired": "magenta", "running": "yellow"}
+
+
+def _token_rows(table: Table, report: Report) -> None:
+    """One tokens line; split by kind once embeddings are in: they have input tokens only."""
+    kinds = {group.name: group for group in report.by_kind}
+    embed = kinds.get(EMBED_KIND)
+    if embed is None:
+        t = report.tokens
+        table.add_row(
+            "tokens",
+            f"{t.prompt:,} prompt · {t.output:,} output · {t.thinking:,} thinking"
+            f" · {t.total:,} total",
+        )
+        return
+    for name, group in kinds.items():
+        t = group.tokens
+        if name == EMBED_KIND:
+            line = f"{t.prompt:,} input (embeddings have no output tokens)"
+        else:
+            line = (
+                f"{t.prompt:,} prompt · {t.output:,} output · {t.thinking:,} thinking"
+                f" · {t.total:,} total"
+            )
+        table.add_row(f"tokens ({name})", line)
 
 
 def shown_jobs(report: Report, max_rows: int | None) -> list[JobReport]:
@@ -115,10 +184,15 @@ def jobs_table(
     report: Report, tz: tzinfo | None = None, jobs: list[JobReport] | None = None
 ) -> Table:
     table = Table(header_style="bold", pad_edge=False, box=None)
+    rows = report.jobs if jobs is None else jobs
+    # A kind column once embeddings are in the run, a pending one while requests are.
+    with_kind = report.splits_by_kind
+    with_pending = any(job.pending for job in rows)
     for name, right in (
         ("#", True),
         ("input file", False),
         ("model", False),
+        *((("kind", False),) if with_kind else ()),
         ("state", False),
         ("created", False),
         ("duration", True),
@@ -126,27 +200,35 @@ def jobs_table(
         ("ok", True),
         ("failed", True),
         ("no result", True),
+        *((("pending", True),) if with_pending else ()),
         ("tokens", True),
         ("cost", True),
         ("retry of", True),
     ):
         table.add_column(name, justify="right" if right else "left", no_wrap=name != "input file")
-    for job in report.jobs if jobs is None else jobs:
+    for job in rows:
         created = (
             job.create_time.astimezone(tz).strftime("%Y-%m-%d %H:%M") if job.create_time else ""
         )
         failed = job.failed
+        mark = API_MARK if job.outcome_source == FROM_API else ""
         table.add_row(
             Text(str(job.id), style="dim"),
             Text(job.input_file),
             Text(_model(job.model)),
-            state_cell(job.state),
+            *((job.kind,) if with_kind else ()),
+            state_cell(job.display_state),
             created,
             Text(str(job.duration), style="dim" if job.duration.approximate else ""),
             _dur(job.queued_seconds),
-            _num(job.succeeded),
-            Text(_num(failed), style="red" if failed else ""),
+            _num(job.succeeded) + mark if job.succeeded is not None else "",
+            Text(_num(failed) + mark if failed is not None else "", style="red" if failed else ""),
             Text(_num(job.not_run) if job.not_run else "", style="magenta"),
+            *(
+                (Text(_num(job.pending) if job.pending else "", style="yellow"),)
+                if with_pending
+                else ()
+            ),
             _num(job.tokens.total) if job.stats is not None else "",
             _money(job.cost) if job.stats is not None else "",
             f"#{job.retry_of}" if job.retry_of else "",
@@ -194,11 +276,11 @@ def timeline_bars(report: Report) -> list[Bar]:
     return [
         Bar(
             label=f"#{job.id} {job.input_file}",
-            state=job.state,
+            state=job.display_state,
             start=job.create_time,
             end=job.end if job.terminal else None,
             running_at=job.running_seen_at,
-            partial=job.state == states.SUCCEEDED and bool(job.failed),
+            partial=job.state == states.SUCCEEDED and bool(job.failed) and not job.all_failed,
         )
         for job in report.jobs
         if job.create_time is not None and (job.end is not None or not job.terminal)
@@ -209,7 +291,7 @@ def render_report(
     report: Report,
     *,
     tz: tzinfo | None = None,
-    by: tuple[str, ...] = ("model", "state"),
+    by: tuple[str, ...] = ("model", "state", "kind"),
     timeline: bool = True,
     timeline_rows: int | None = 40,
     show_jobs: bool = True,
@@ -233,6 +315,9 @@ def render_report(
         parts += [group_table("by model", report.by_model), Text("")]
     if "state" in by and report.jobs:
         parts += [group_table("by state", report.by_state), Text("")]
+    # By kind only says something once embeddings are in the run (or when asked).
+    if "kind" in by and report.splits_by_kind:
+        parts += [group_table("by kind", report.by_kind), Text("")]
     if report.errors:
         parts += [errors_table(report), Text("")]
     if timeline and report.jobs:

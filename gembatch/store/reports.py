@@ -41,6 +41,9 @@ class ReportJob:
     result_path: str | None
     result_sha256: str | None
     retry_of_job_id: int | None
+    api_pending_count: int | None
+    kind: str  # generate or embed
+    priority: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,9 @@ _COLUMNS = (
     Job.result_path,
     Job.result_sha256,
     Job.retry_of_job_id,
+    Job.api_pending_count,
+    Job.kind,
+    Job.priority,
 )
 
 

@@ -7,11 +7,34 @@ and links it instead of submitting again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from sqlalchemy import select, update
 
 from gembatch.store.database import Store
 from gembatch.store.models import Job
 from gembatch.store.submits import FAILED as SUBMIT_FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Resubmit:
+    """What a retry job takes over from its original besides the model: the kind of
+    batch (an embeddings job's failed requests are embedding requests) and its priority."""
+
+    kind: str  # generate or embed
+    priority: int | None
+
+
+def resubmit_settings(store: Store, job_ids: Iterable[int]) -> dict[int, Resubmit]:
+    """job id -> its kind and priority, for the jobs among ``job_ids`` that exist."""
+    wanted = sorted(set(job_ids))
+    if not wanted:
+        return {}
+    with store.reading() as session:
+        rows = session.execute(select(Job.id, Job.kind, Job.priority).where(Job.id.in_(wanted)))
+        # An empty kind (a row written before the column had its default) is a generation job.
+        return {job_id: Resubmit(kind or "generate", priority) for job_id, kind, priority in rows}
 
 
 def live_retries(store: Store) -> dict[int, int]:
