@@ -23,21 +23,26 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from jobfactory import MODEL, Made, client_for, json_line, poll_process
 from jobfactory import event_rows as events
 from jobfactory import job_rows as jobs
+from jwt.algorithms import ECAlgorithm
+from sqlalchemy.exc import OperationalError
 from standardwebhooks.webhooks import Webhook
 
 from gembatch.common.locations import Locations, sqlite_url
 from gembatch.emulator import Emulator, running_emulator
 from gembatch.jobinfo.importer import import_jobinfo
-from gembatch.listen.runner import ListenSettings, Receiver
+from gembatch.listen.runner import ListenSettings, Receiver, serve
 from gembatch.remote.client import connect
 from gembatch.store.database import Store, open_store
+from gembatch.store.submits import record_intent
 from gembatch.store.webhook_events import (
     CONFLICT,
     DUPLICATE,
@@ -138,7 +143,8 @@ def receiver(
     store = open_store(sqlite_url(workdir / "gembatch.db"))
     gemini = connect(emu.base_url, api_key=KEY)
     lines: list[str] = []
-    config = ListenSettings(port=port, secrets=secrets, jwks_url=emu.webhooks.jwks_url, **settings)
+    settings.setdefault("jwks_url", emu.webhooks.jwks_url)
+    config = ListenSettings(port=port, secrets=secrets, **settings)
     locations = Locations(workdir / "job-info.jsonl", sqlite_url(workdir / "gembatch.db"))
     running = Receiver(config, store, gemini, locations, lines.append).start()
     try:
@@ -531,3 +537,202 @@ def test_receivers_racing_on_one_delivery_record_it_once(store_on_each_backend: 
         thread.join()
     assert sorted(outcomes) == [DUPLICATE] * 5 + [RECORDED]
     assert len(webhook_events(store)) == 1
+
+
+# ------------------------------------------------------- the review's defects (issue #13)
+
+
+def _event(batch: str, **data: Any) -> bytes:
+    return json.dumps({"type": "batch.succeeded", "data": {"id": batch, **data}}).encode()
+
+
+def test_a_failure_in_one_events_work_does_not_end_the_hint_worker(
+    emu: Emulator, workdir: Path, run_cli: Any
+) -> None:
+    with receiver(emu, workdir, secrets=(SECRET,)) as (rx, lines, store):
+        real = rx.worker._mark
+        calls: list[int] = []
+
+        def busy_once(event_id: int) -> None:  # the database locked, the first time only
+            calls.append(event_id)
+            if len(calls) == 1:
+                raise OperationalError("UPDATE webhook_events", {}, Exception("database is locked"))
+            real(event_id)
+
+        rx.worker._mark = busy_once
+        name, result_file = submit(emu, workdir, run_cli, rx.url + "/")
+        emu.set_state(name, "SUCCEEDED")
+        wait_for(lambda: any("not marked as polled" in line for line in lines))
+        event = _event(name)
+        assert post(rx.url + "/", event, signed(event, "msg_after"))[0] == 200
+        wait_for(lambda: [e.polled_at for e in webhook_events(store)][-1:] != [None])
+        assert rx.worker.alive
+    assert result_file.exists()
+
+
+def test_listen_ends_with_exit_1_when_the_hint_worker_is_gone(emu: Emulator, workdir: Path) -> None:
+    store = open_store(sqlite_url(workdir / "gembatch.db"))
+    gemini = connect(emu.base_url, api_key=KEY)
+    lines: list[str] = []
+    locations = Locations(workdir / "job-info.jsonl", sqlite_url(workdir / "gembatch.db"))
+    rx = Receiver(ListenSettings(port=0), store, gemini, locations, lines.append)
+    stopping = threading.Event()
+
+    def end_the_worker() -> None:
+        wait_for(lambda: rx.alive)
+        rx.worker.stop()
+        time.sleep(5)
+        stopping.set()  # without the check, serve would run on: end it, and fail below
+
+    threading.Thread(target=end_the_worker, daemon=True).start()
+    try:
+        code = serve(rx, gemini, stopping=stopping)
+    finally:
+        gemini.close()
+        store.dispose()
+    assert code == 1
+    assert lines[-1] == "stopped: the hint worker stopped; events are not polled"
+
+
+def test_results_the_api_names_late_land_without_a_poll_cycle(
+    emu: Emulator, workdir: Path, run_cli: Any
+) -> None:
+    emu.switches.set(output_delay_s=2)
+    with receiver(emu, workdir) as (rx, lines, _):
+        name, result_file = submit(emu, workdir, run_cli, rx.url + "/")
+        emu.set_state(name, "SUCCEEDED")
+        wait_for(lambda: result_file.exists() and rx.worker.idle(), timeout=20)
+    assert jobs(workdir)[0].cleaned_at is not None
+    assert sum("polled now" in line for line in lines) >= 2  # asked again, not forgotten
+
+
+def test_an_event_for_a_job_not_yet_created_remotely_is_left_alone_at_once(
+    emu: Emulator, workdir: Path
+) -> None:
+    with receiver(emu, workdir, secrets=(SECRET,)) as (rx, lines, store):
+        record_intent(
+            store,
+            input_file=INPUT,
+            sha256="0" * 64,
+            size=10,
+            count=1,
+            display_name=INPUT,
+            model=MODEL,
+            owner="submit-elsewhere",
+            force=False,
+        )
+        event = _event("batches/not-confirmed", user_metadata={"gembatch_job_id": "1"})
+        assert post(rx.url + "/", event, signed(event))[0] == 200
+        wait_for(lambda: rx.worker.idle() and webhook_events(store)[0].polled_at, timeout=5)
+    said = [line for line in lines if "nothing to poll yet" in line]
+    assert len(said) == 1 and "job 1" in said[0]
+
+
+def test_an_export_that_failed_is_done_on_the_retry(
+    emu: Emulator, workdir: Path, run_cli: Any
+) -> None:
+    with receiver(emu, workdir) as (rx, lines, _):
+        name, result_file = submit(emu, workdir, run_cli, rx.url + "/")
+        info = workdir / "job-info.jsonl"
+        info.unlink(missing_ok=True)
+        info.mkdir()  # the export cannot write its file
+        emu.set_state(name, "SUCCEEDED")
+        wait_for(lambda: any("polling failed" in line for line in lines))
+        info.rmdir()
+        wait_for(lambda: info.is_file() and name in info.read_text() and rx.worker.idle())
+    assert result_file.exists()
+    assert "SUCCEEDED" in info.read_text()
+
+
+def _token(emu: Emulator, body: bytes, webhook_id: str, iat: float, **extra: Any) -> str:
+    claims = {"iat": int(iat), "exp": int(iat) + 300, "sub": "batches/tok", **extra}
+    return emu.webhooks.signer.token(claims)
+
+
+def _jwt_headers(webhook_id: str, stamp: float, token: str) -> dict[str, str]:
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(stamp)),
+        "webhook-signature": token,
+        "content-type": "application/json",
+    }
+
+
+def test_a_token_must_be_as_fresh_as_its_delivery(emu: Emulator, workdir: Path) -> None:
+    body = _event("batches/tok")
+    now = time.time()
+    with receiver(emu, workdir) as (rx, _, store):
+        old = _token(emu, body, "msg_old", now - 400)  # 400 s old, timestamp 250 s old
+        assert post(rx.url + "/", body, _jwt_headers("msg_old", now - 250, old))[0] == 401
+        ahead = _token(emu, body, "msg_ahead", now + 2)  # the sender's clock 2 s ahead
+        assert post(rx.url + "/", body, _jwt_headers("msg_ahead", now, ahead))[0] == 200
+        # A token from 340 s ago (its exp still ahead), replayed under a fresh id and stamp.
+        replay = _token(emu, body, "msg_first", now - 340)
+        assert post(rx.url + "/", body, _jwt_headers("msg_fresh", now, replay))[0] == 401
+        assert [(e.webhook_id, e.batch_name) for e in webhook_events(store)] == [
+            ("msg_ahead", "batches/tok")
+        ]
+
+
+def test_without_body_sha256_the_batch_comes_from_the_tokens_sub(
+    emu: Emulator, workdir: Path
+) -> None:
+    body = _event("batches/other")
+    with receiver(emu, workdir) as (rx, _, store):
+        token = _token(emu, body, "msg_sub", time.time())
+        assert post(rx.url + "/", body, _jwt_headers("msg_sub", time.time(), token))[0] == 200
+        [row] = webhook_events(store)
+    assert row.batch_name == "batches/tok"
+
+
+class _KeySet(BaseHTTPRequestHandler):
+    answer = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("answer", ["ec_key", "not_json"])
+def test_a_bad_key_set_answer_is_a_refusal_not_a_crash(
+    emu: Emulator, workdir: Path, answer: str
+) -> None:
+    # A real P-256 key under the kid of the emulator's RSA key: PyJWT raises TypeError.
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    jwk = {**json.loads(ECAlgorithm.to_jwk(public)), "kid": emu.webhooks.signer.key.kid}
+    _KeySet.answer = json.dumps({"keys": [jwk]}).encode() if answer == "ec_key" else b"<html>"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeySet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    body = _event("batches/tok")
+    try:
+        jwks = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+        with receiver(emu, workdir, jwks_url=jwks) as (rx, _, store):
+            token = _token(emu, body, "msg_k", time.time())
+            assert post(rx.url + "/", body, _jwt_headers("msg_k", time.time(), token))[0] == 401
+            assert webhook_events(store) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_odd_input_is_answered_4xx_never_500(emu: Emulator, workdir: Path) -> None:
+    with receiver(emu, workdir, secrets=(SECRET,)) as (rx, _, store):
+        url = rx.url + "/"
+        for n, job_id in enumerate(["²", "9" * 5000, str(2**63)]):
+            body = _event("batches/x", user_metadata={"gembatch_job_id": job_id})
+            assert post(url, body, signed(body, f"msg_id{n}")) == (200, {"status": RECORDED})
+        deep = b'{"type": "batch.succeeded", "data": ' + b"[" * 100000 + b"]" * 100000 + b"}"
+        assert post(url, deep, signed(deep, "msg_deep"))[0] == 400
+        long_type = json.dumps({"type": "batch." + "x" * 64}).encode()
+        assert post(url, long_type, signed(long_type, "msg_type"))[0] == 400
+        long_batch = _event("batches/" + "b" * 250)
+        assert post(url, long_batch, signed(long_batch, "msg_batch"))[0] == 400
+        event = _event("batches/x")
+        assert post(url, event, signed(event, "msg_" + "i" * 252))[0] == 400
+        rows = webhook_events(store)
+    assert [(r.webhook_id, r.job_id) for r in rows] == [(f"msg_id{n}", None) for n in range(3)]

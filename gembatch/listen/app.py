@@ -85,7 +85,7 @@ class ListenApp:
             return self._refuse(headers, Rejected(413, f"the body is over {self.max_body} bytes"))
         try:
             verified = await asyncio.to_thread(self.verifier.verify, headers, body, self.clock())
-            hint = read_event(verified.payload)
+            hint = read_event(verified.payload, verified.token_batch)
         except Rejected as refusal:
             return self._refuse(headers, refusal)
         try:
@@ -127,7 +127,7 @@ class ListenApp:
 async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes | None:
     """The whole body, or None once it passes ``limit`` (read no further)."""
     declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0

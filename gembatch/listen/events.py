@@ -17,6 +17,9 @@ from typing import Any
 from gembatch.listen.verify import Rejected
 
 JOB_ID_KEY = "gembatch_job_id"
+MAX_JOB_ID = 2**63 - 1  # the jobs table's id is a 64-bit integer
+# The webhook_events columns: PostgreSQL refuses longer values, so they are refused first.
+MAX_EVENT_TYPE, MAX_BATCH_NAME = 64, 255
 
 
 @dataclass(frozen=True)
@@ -31,16 +34,24 @@ class Hint:
         return self.event_type.startswith("batch.")
 
 
-def read_event(payload: dict[str, Any]) -> Hint:
+def read_event(payload: dict[str, Any], token_batch: str | None = None) -> Hint:
+    """``token_batch``: the batch a verified token names when it does not vouch for the body
+    (then the body's own batch is not trusted)."""
     event_type = payload.get("type")
     if not isinstance(event_type, str) or not event_type:
         raise Rejected(400, "the event has no type")
+    if len(event_type) > MAX_EVENT_TYPE:
+        raise Rejected(400, f"the event's type is over {MAX_EVENT_TYPE} characters")
     data = payload.get("data")
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise Rejected(400, "the event's data is not an object")
-    batch = _batch_name(data) if event_type.startswith("batch.") else None
+    batch = None
+    if event_type.startswith("batch."):
+        batch = _batch_name({"id": token_batch} if token_batch else data)
+    if batch is not None and len(batch) > MAX_BATCH_NAME:
+        raise Rejected(400, f"the event's batch name is over {MAX_BATCH_NAME} characters")
     metadata = _metadata(data) or _metadata(payload)
     return Hint(event_type, batch, _job_id(metadata), metadata)
 
@@ -66,8 +77,12 @@ def _job_id(metadata: dict[str, Any] | None) -> int | None:
     raw = (metadata or {}).get(JOB_ID_KEY)
     if isinstance(raw, bool):
         return None
-    if isinstance(raw, int) and raw > 0:
+    if isinstance(raw, str):
+        text = raw.strip()
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        if not (text.isascii() and text.isdigit() and len(text) <= 19):
+            return None
+        raw = int(text)
+    if isinstance(raw, int) and 0 < raw <= MAX_JOB_ID:
         return raw
-    if isinstance(raw, str) and raw.strip().isdigit():
-        return int(raw.strip())
     return None

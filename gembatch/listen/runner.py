@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from gembatch.common.errors import EXIT_INTERRUPTED, BadInput
 from gembatch.common.locations import Locations
-from gembatch.engine.hinted import Hinted, poll_now
+from gembatch.engine.hinted import ExportDue, Hinted, poll_now
 from gembatch.engine.poller import PollOptions
 from gembatch.listen import require_extra
 from gembatch.listen.app import MAX_BODY, ListenApp
@@ -80,8 +80,10 @@ class Receiver:
         self.say = say
         verifier = Verifier(list(settings.secrets), settings.jwks_url, audience=settings.audience)
 
+        owed = ExportDue()  # one per receiver: a failed export is owed until one succeeds
+
         def poll(ids: list[int]) -> Hinted:
-            return poll_now(store, gemini, locations, ids, options=options)
+            return poll_now(store, gemini, locations, ids, options=options, owed=owed)
 
         self.worker = HintWorker(poll, lambda event_id: mark_polled(store, event_id), say)
 
@@ -219,6 +221,10 @@ def serve(
             while not (signalled.wait(0.2) or stopping.is_set()):
                 if not receiver.alive:
                     failed.append(RuntimeError("the HTTP server stopped"))
+                    break
+                if not receiver.worker.alive:
+                    # Events would still be answered "recorded" and never polled.
+                    failed.append(RuntimeError("the hint worker stopped; events are not polled"))
                     break
         finally:
             gemini.stop.set()

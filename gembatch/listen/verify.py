@@ -8,8 +8,11 @@ Every delivery carries the Standard Webhooks headers ``webhook-id``, ``webhook-t
   ``standardwebhooks`` package against every secret given (several during a rotation); or
 - a JWT (a per-batch webhook from the create's ``webhook_config``): RS256 only, its key found
   by ``kid`` in a JWKS fetched from ``jwks_url`` (cached; an unknown ``kid`` refetches it).
-  ``exp`` and ``iat`` are required; ``aud`` is checked when an audience is given. A token that
-  names its delivery (``jti``) or its body (``body_sha256``) must name this one.
+  ``exp`` and ``iat`` are required (60 s leeway); ``iat`` must lie within the five minutes (plus
+  leeway) before now and within five minutes of ``webhook-timestamp``, so that a token cannot
+  be replayed under fresh ids while its ``exp`` lasts; ``aud`` is checked when an audience is
+  given. A token that names its delivery (``jti``) or its body (``body_sha256``) must name
+  this one; one that does not vouch for the body has the batch taken from its ``sub``.
 
 Refusals: a missing or bad signature, or a ``webhook-timestamp`` more than five minutes off,
 is 401 (the sender could not prove who it is now: Standard Webhooks treats both alike); a key
@@ -36,6 +39,8 @@ SECRET_ENV = "GEMBATCH_WEBHOOK_SECRET"
 # Gemini docs page could not be read whole; docs/webhooks.md): --jwks-url overrides it.
 DEFAULT_JWKS_URL = "https://generativelanguage.googleapis.com/.well-known/jwks.json"
 TOLERANCE_S = 300  # Standard Webhooks' window, which the Gemini docs ask for too
+LEEWAY_S = 60  # clock skew allowed on a token's exp and iat (a sender's clock a bit ahead)
+MAX_WEBHOOK_ID = 255  # the webhook_events column (PostgreSQL refuses longer values)
 HMAC, JWT = "hmac", "jwt"
 
 
@@ -54,6 +59,8 @@ class Verified:
     webhook_id: str
     sent_at: datetime
     payload: dict[str, Any]
+    # The batch a token names (its sub) when the token does not vouch for the body.
+    token_batch: str | None = None
 
 
 def parse_secrets(raw: str | None) -> list[str]:
@@ -112,19 +119,23 @@ class Verifier:
             raise Rejected(
                 401, f"webhook-timestamp is {now - sent:+.0f} s off (at most {self.tolerance_s:g})"
             )
+        if len(webhook_id) > MAX_WEBHOOK_ID:
+            raise Rejected(400, f"webhook-id is over {MAX_WEBHOOK_ID} characters")
+        subject: str | None = None
         if _looks_like_jwt(signature):
-            self._check_token(signature, webhook_id, body)
+            subject = self._check_token(signature, webhook_id, body, sent, now)
             scheme = JWT
         else:
             self._check_hmac(headers, body)
             scheme = HMAC
         try:
             payload = json.loads(body)
-        except ValueError:
-            raise Rejected(400, "the body is not JSON") from None
+        except (ValueError, RecursionError):  # RecursionError: nested past the stack
+            raise Rejected(400, "the body is not JSON (or is nested too deeply)") from None
         if not isinstance(payload, dict):
             raise Rejected(400, "the body is not a JSON object")
-        return Verified(scheme, webhook_id, datetime.fromtimestamp(sent, UTC), payload)
+        when = datetime.fromtimestamp(sent, UTC)
+        return Verified(scheme, webhook_id, when, payload, token_batch=subject)
 
     def _check_hmac(self, headers: Mapping[str, str], body: bytes) -> None:
         if not self._hmac:
@@ -138,7 +149,11 @@ class Verifier:
                 continue
         raise Rejected(401, "no webhook-signature entry matches a signing secret")
 
-    def _check_token(self, token: str, webhook_id: str, body: bytes) -> None:
+    def _check_token(
+        self, token: str, webhook_id: str, body: bytes, sent: float, now: float
+    ) -> str | None:
+        """Verify the token; return the batch it names (``sub``) when it does not vouch
+        for the body, so that an unbound body cannot name another batch."""
         import jwt
 
         if not self.jwks_url:
@@ -151,18 +166,39 @@ class Verifier:
             raise Rejected(503, f"the key set cannot be fetched now: {exc}") from None
         except (jwt.PyJWKClientError, jwt.PyJWTError) as exc:
             raise Rejected(401, f"the token's key is not in the key set: {exc}") from None
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            # The key set answered, but not with a key set (not JSON, not objects).
+            raise Rejected(401, f"the key set is not a JWKS ({type(exc).__name__})") from None
+        if key.algorithm_name != "RS256":  # an EC or HMAC key: PyJWT would raise TypeError
+            raise Rejected(401, "the token's key in the key set is not an RS256 key")
         try:
             claims = jwt.decode(
                 token,
                 key.key,
                 algorithms=["RS256"],
                 audience=self.audience,
+                leeway=LEEWAY_S,
                 options={"require": ["exp", "iat"], "verify_aud": self.audience is not None},
             )
         except jwt.PyJWTError as exc:
             raise Rejected(401, f"the token does not verify: {exc}") from None
+        except (ValueError, TypeError) as exc:  # a key PyJWT cannot use for RS256
+            raise Rejected(401, f"the token's key cannot check it ({type(exc).__name__})") from None
+        issued = claims["iat"]
+        if not isinstance(issued, (int, float)) or isinstance(issued, bool):
+            raise Rejected(401, "the token's iat is not a number")
+        # exp alone would let a token made with a far exp be replayed for as long as it
+        # lives, under fresh webhook-ids: the token must be as fresh as the timestamp.
+        if now - issued > self.tolerance_s + LEEWAY_S:
+            raise Rejected(401, f"the token was issued {now - issued:.0f} s ago")
+        if abs(issued - sent) > self.tolerance_s:
+            raise Rejected(401, "the token was issued at another time than webhook-timestamp")
         if "jti" in claims and claims["jti"] != webhook_id:
             raise Rejected(401, "the token was issued for another delivery")
         digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
-        if "body_sha256" in claims and claims["body_sha256"] != digest:
-            raise Rejected(401, "the token was issued for another body")
+        if "body_sha256" in claims:
+            if claims["body_sha256"] != digest:
+                raise Rejected(401, "the token was issued for another body")
+            return None
+        subject = claims.get("sub")
+        return subject.strip() if isinstance(subject, str) and subject.strip() else None

@@ -5,10 +5,16 @@ The receiver answers as soon as the event is committed; this thread then polls t
 again every ``busy_retry_s`` until that poller lets it go; a job the API still reports as
 running (an event can outrun the state it announces) is asked again after 1, 2, 4, 8 and
 16 seconds, then left to the poll cycles. One event is polled for once per process.
+
+Nothing one event does may end the thread: the receiver would go on answering "recorded"
+for events nobody polls. A failure anywhere in an event's work (the poll, marking it
+polled, a line said) is said as a line; the event is tried again on the same bounded
+backoff, then left to the poll cycles.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import threading
@@ -30,6 +36,7 @@ class _Task:
     batch_name: str | None = field(compare=False)
     tries: int = field(default=0, compare=False)
     busy_tries: int = field(default=0, compare=False)
+    marked: bool = field(default=False, compare=False)  # its polled_at is written
 
 
 class HintWorker:
@@ -97,15 +104,49 @@ class HintWorker:
                 self._cond.wait(wait)
             return None
 
+    @property
+    def alive(self) -> bool:
+        """The thread runs (``serve`` ends the command if it does not)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def _loop(self) -> None:
         while (task := self._next()) is not None:
             try:
                 self._work(task)
             except KeyboardInterrupt:  # the run is stopping: the poll was cut short
                 return
+            except Exception as exc:
+                self._failed(task, exc)
             finally:
                 with self._cond:
                     self._running -= 1
+
+    def _tell(self, text: str) -> None:
+        # A line that cannot be written (a closed pipe) must not end the thread either.
+        with contextlib.suppress(Exception):
+            self._say(text)
+
+    def _failed(self, task: _Task, exc: Exception) -> None:
+        """Any failure of one event's work: said, then retried on the bounded backoff."""
+        where = f"job {task.job_id} ({task.batch_name or 'no batch name'})"
+        why = f"{type(exc).__name__}: {exc}"
+        if task.tries < len(self.waiting_backoff_s):
+            self._tell(f"{where}: polling failed ({why}); trying again")
+            self._again(task, self.waiting_backoff_s[task.tries], tries=task.tries + 1)
+        else:
+            self._tell(f"{where}: polling failed ({why}); left to the poll cycles")
+
+    def _marked(self, task: _Task) -> None:
+        """Record that the event was polled for; a failure only costs a second poll of the
+        job after a restart (a duplicate delivery then asks for one), so it is said and
+        the work goes on."""
+        if task.marked:
+            return
+        try:
+            self._mark(task.event_id)
+            task.marked = True
+        except Exception as exc:
+            self._tell(f"event {task.event_id}: not marked as polled ({type(exc).__name__}: {exc})")
 
     def _again(self, task: _Task, pause: float, **counts: int) -> None:
         for name, value in counts.items():
@@ -123,30 +164,29 @@ class HintWorker:
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a database or network failure: the event stays queued
-            if task.tries < len(self.waiting_backoff_s):
-                self._say(f"{where}: polling failed ({exc}); trying again")
-                self._again(task, self.waiting_backoff_s[task.tries], tries=task.tries + 1)
-            else:
-                self._say(f"{where}: polling failed ({exc}); left to the poll cycles")
+            self._failed(task, exc)
             return
         if task.job_id in outcome.busy:
             if task.busy_tries < self.busy_tries:
                 self._again(task, self.busy_retry_s, busy_tries=task.busy_tries + 1)
             else:
-                self._say(f"{where}: another poller kept it; left to that poller")
+                self._tell(f"{where}: another poller kept it; left to that poller")
+            return
+        if task.job_id in outcome.unnamed:
+            self._marked(task)
+            self._tell(f"{where}: its batch was never confirmed created; nothing to poll yet")
             return
         if task.job_id in outcome.idle:
-            self._mark(task.event_id)
-            self._say(f"{where}: nothing left to do")
+            self._marked(task)
+            self._tell(f"{where}: nothing left to do")
             return
-        if task.tries == 0:
-            self._mark(task.event_id)
-        self._say(f"{where}: polled now: {_summary(outcome)}")
+        self._marked(task)
+        self._tell(f"{where}: polled now: {_summary(outcome)}")
         if task.job_id in outcome.waiting:
             if task.tries < len(self.waiting_backoff_s):
                 self._again(task, self.waiting_backoff_s[task.tries], tries=task.tries + 1)
             else:
-                self._say(f"{where}: still not finished remotely; left to the poll cycles")
+                self._tell(f"{where}: still not finished remotely; left to the poll cycles")
 
 
 def _summary(outcome: Hinted) -> str:

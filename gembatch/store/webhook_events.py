@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 from gembatch.common.timeutil import now as utcnow
 from gembatch.store.database import Store
 from gembatch.store.models import Event, Job, WebhookEvent
+from gembatch.store.owners import holder_is_dead
+from gembatch.store.tracker import db_now
 
 RECORDED, DUPLICATE, CONFLICT = "recorded", "duplicate", "conflict"
 
@@ -127,6 +129,28 @@ def _job_of(session: Session, batch_name: str | None, job_hint: int | None) -> J
         if job is not None and (job.batch_name is None or job.batch_name == batch_name):
             return job
     return None
+
+
+UNNAMED, HELD, FREE = "unnamed", "held", "free"
+
+
+def lease_state(store: Store, job_id: int, owner: str) -> str:
+    """Why a claim passed a job over: ``unnamed`` (no batch name yet: its create was never
+    confirmed, and claims take only named jobs), ``held`` (another live owner has its
+    lease now) or ``free`` (nothing holds it: it needs no work)."""
+    with store.reading() as session:
+        name = session.scalar(select(Job.batch_name).where(Job.id == job_id))
+        if name is None:
+            return UNNAMED
+        holder = session.scalar(
+            select(Job.lease_owner).where(
+                Job.id == job_id,
+                Job.lease_owner.is_not(None),
+                Job.lease_owner != owner,
+                Job.lease_expires_at >= db_now(session),
+            )
+        )
+    return HELD if holder and not holder_is_dead(holder) else FREE
 
 
 def mark_polled(store: Store, event_id: int) -> None:
