@@ -40,7 +40,11 @@ def test_full_lifecycle_with_mixed_outcomes(emulator: Emulator, workdir: Path, r
     expected = {}
     result = poll(emulator, run_cli=run_cli)
     assert result.exit_code == 0, result.output
-    assert "1 failed, 1 cancelled, 1 expired" in result.output
+    # Job 4 "succeeded" with every request failed: a failure to the user.
+    assert (
+        "2 succeeded, 2 failed (1 succeeded with every request failed), 1 cancelled, 1 expired"
+        in result.output
+    )
 
     rows = {row.batch_name: row for row in jobs(workdir)}
     assert [rows[m.batch_name].state for m in made] == [
