@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +35,7 @@ from jobfactory import job_rows as jobs
 from jwt.algorithms import ECAlgorithm
 from sqlalchemy.exc import OperationalError
 from standardwebhooks.webhooks import Webhook
+from waiting import wait_for
 
 from gembatch.common.locations import Locations, sqlite_url
 from gembatch.emulator import Emulator, running_emulator
@@ -113,16 +114,6 @@ def sdk_batch(
     done = run_cli("import", "job-info.jsonl")
     assert done.exit_code == 0, done.output
     return job.name, result_file
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def settled(emu: Emulator, count: int = 1) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 from google import genai
 from jobfactory import client_for
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from waiting import wait_for
 
 from gembatch.emulator import Emulator, running_emulator
 
@@ -87,16 +88,6 @@ def sink() -> Iterator[Sink]:
     made = Sink()
     yield made
     made.close()
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def new_batch(client: genai.Client, **config: Any) -> str:
